@@ -1,0 +1,120 @@
+"""The original LLaVA-NeXT checkpoint format: where the files are, what the keys are called.
+
+This module knows the on-disk format only (config.json + sharded safetensors + tokenizer files);
+model.py builds modules from it and tiny.py writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+VISION_PREFIX = "model.vision_tower.vision_tower.vision_model."
+PROJECTOR_PREFIX = "model.mm_projector."
+NEWLINE_KEY = "model.image_newline"
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+
+# The tower config is not in the checkpoint, only its name, and the Hub is not always reachable:
+# the known towers' configs live here. A checkpoint may carry its own `vision_config` instead.
+KNOWN_VISION_TOWERS: dict[str, dict[str, Any]] = {
+    "google/siglip-so400m-patch14-384": dict(
+        image_size=384, patch_size=14, hidden_size=1152, intermediate_size=4304,
+        num_hidden_layers=27, num_attention_heads=16, layer_norm_eps=1e-6,
+        hidden_act="gelu_pytorch_tanh", num_channels=3,
+    ),
+}
+
+# Files a loader needs from a Hub repo (no .bin/.pt: weights come from safetensors only).
+DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "tokenizer*", "vocab*", "merges*"]
+
+
+class CheckpointError(ValueError):
+    """The folder or repo is not a LLaVA-NeXT-format checkpoint we can load."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    config: dict[str, Any]
+    weight_map: dict[str, str]  # tensor name -> shard file name
+
+    @property
+    def vision_config(self) -> dict[str, Any]:
+        if isinstance(self.config.get("vision_config"), dict):
+            return dict(self.config["vision_config"])
+        name = self.config.get("mm_vision_tower", "")
+        if name in KNOWN_VISION_TOWERS:
+            return dict(KNOWN_VISION_TOWERS[name])
+        raise CheckpointError(
+            f"unknown vision tower {name!r}: add its SigLIP config to KNOWN_VISION_TOWERS "
+            "or a `vision_config` dict to the checkpoint's config.json"
+        )
+
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        return [k for k in self.weight_map if k.startswith(prefix)]
+
+    def read_tensors(self, names: Iterable[str]) -> dict[str, Any]:
+        """Read just these tensors (shard by shard, memory-mapped), not the whole checkpoint."""
+        from safetensors import safe_open
+
+        by_shard: dict[str, list[str]] = {}
+        for name in names:
+            by_shard.setdefault(self.weight_map[name], []).append(name)
+        tensors = {}
+        for shard, shard_names in by_shard.items():
+            with safe_open(self.path / shard, framework="pt") as f:
+                for name in shard_names:
+                    tensors[name] = f.get_tensor(name)
+        return tensors
+
+
+def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{path} has no config.json: not a model folder")
+    config = json.loads(config_file.read_text())
+    if "mm_vision_tower" not in config:
+        raise CheckpointError(
+            f"{path} is not a LLaVA-NeXT-format checkpoint (config.json has no mm_vision_tower); "
+            "expected e.g. lmms-lab/LLaVA-Video-7B-Qwen2"
+        )
+    if (path / INDEX_FILE).is_file():
+        weight_map = json.loads((path / INDEX_FILE).read_text())["weight_map"]
+    elif (path / SINGLE_FILE).is_file():
+        from safetensors import safe_open
+
+        with safe_open(path / SINGLE_FILE, framework="pt") as f:
+            weight_map = {k: SINGLE_FILE for k in f.keys()}
+    else:
+        raise CheckpointError(f"{path} has no safetensors weights (only safetensors are loaded, never pickles)")
+    return Checkpoint(path=path, config=config, weight_map=weight_map)
+
+
+def resolve_checkpoint(model: str, progress: Callable[[str], None] | None = None) -> Path:
+    """A local folder as is; anything else is a Hub id, downloaded (with progress bars) or taken from cache."""
+    local = Path(model).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise CheckpointError(f"{model} is a file; give the model folder or a Hub id")
+        return local
+    if model.count("/") != 1 or model.startswith((".", "/", "~")):
+        raise CheckpointError(f"{model!r} is neither an existing folder nor a Hub id like lmms-lab/LLaVA-Video-7B-Qwen2")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if progress:
+        progress(f"Downloading {model} (cached after the first time)")
+    try:
+        return Path(snapshot_download(model, allow_patterns=DOWNLOAD_PATTERNS))
+    except LocalEntryNotFoundError as err:
+        raise CheckpointError(
+            f"cannot download {model}: no network access to the Hugging Face Hub and no cached copy "
+            "(pass a local folder with --model, or `llava-video tiny-checkpoint DIR` to try the app)"
+        ) from err
+    except HfHubHTTPError as err:
+        raise CheckpointError(f"cannot download {model}: {err}") from err

@@ -1,0 +1,105 @@
+"""All settings in one dataclass: defaults < environment variables (LLAVA_VIDEO_*) < CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+Quantization = Literal["4bit", "bf16", "fp16", "fp32"]
+QUANTIZATIONS: tuple[str, ...] = ("4bit", "bf16", "fp16", "fp32")
+
+DEFAULT_MODEL = "lmms-lab/LLaVA-Video-7B-Qwen2"
+# Same on-disk format, small enough for a CPU: what we fall back to without CUDA.
+CPU_FALLBACK_MODEL = "lmms-lab/llava-onevision-qwen2-0.5b-ov"
+
+ENV_PREFIX = "LLAVA_VIDEO_"
+
+
+@dataclass
+class AppConfig:
+    # Model
+    model: str | None = None  # Hub id or local folder; None = choose by hardware (see resolve())
+    quant: Quantization | None = None  # None = 4bit on CUDA, fp32 on CPU
+    device: str | None = None  # "cuda", "cuda:1", "cpu"; None = cuda if available
+    pool_mode: str | None = None  # override of the checkpoint's mm_spatial_pool_mode
+    attn_implementation: str = "sdpa"
+
+    # Video
+    frames: int = 64  # frames sampled uniformly (the authors' default)
+    decode_at_model_size: bool = True  # let the decoder scale to the tower's input size
+
+    # Generation (greedy by default, like the model card)
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+    # Caching (frames + visual features of recent videos)
+    cache_videos: int = 4
+
+    # Output / app
+    output_dir: Path = Path("outputs")
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    mcp_server: bool = False
+    max_upload_mb: int = 500
+
+    def resolved(self) -> "AppConfig":
+        """Fill the hardware-dependent defaults: 7B in 4-bit on CUDA, the 0.5B OneVision on CPU."""
+        import torch
+
+        cuda = torch.cuda.is_available()
+        device = self.device or ("cuda" if cuda else "cpu")
+        on_cuda = device.startswith("cuda")
+        model = self.model or (DEFAULT_MODEL if on_cuda else CPU_FALLBACK_MODEL)
+        quant = self.quant or ("4bit" if on_cuda else "fp32")
+        return dataclasses.replace(self, device=device, model=model, quant=quant)
+
+    @property
+    def fell_back_to_cpu(self) -> bool:
+        return self.model is None and (self.device or "cpu") == "cpu"
+
+    def with_overrides(self, **overrides: Any) -> "AppConfig":
+        """Apply CLI flags; None means "flag not given"."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **given)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "AppConfig":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f, raw)
+        config = cls(**values)
+        if config.quant is not None and config.quant not in QUANTIZATIONS:
+            raise ValueError(f"{ENV_PREFIX}QUANT must be one of {', '.join(QUANTIZATIONS)}, got {config.quant!r}")
+        return config
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    kind = str(f.type)
+    try:
+        if kind.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("Path"):
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,121 @@
+"""What the model reads: the question types, the time instruction and the qwen_1_5 chat layout.
+
+Everything here follows the authors' inference code (model card + llava/conversation.py);
+see shared/reference/llava-video-model.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+IMAGE_PLACEHOLDER = "<image>"  # becomes the visual tokens; "image" even for videos, as upstream
+SYSTEM_MESSAGE = "You are a helpful assistant."
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+CAPTION_QUESTION = "Please describe this video in detail."
+
+
+@dataclass(frozen=True)
+class QuestionType:
+    name: str
+    definition: str
+    example: str
+
+
+# The 16 question types of LLaVA-Video-178K, in the paper's order.
+QUESTION_TYPES: tuple[QuestionType, ...] = (
+    QuestionType("Temporal", "When something happens relative to other events, and how long it lasts.",
+                 "What happens right after the person opens the door?"),
+    QuestionType("Spatial", "Where things are in the scene and how they are placed relative to each other.",
+                 "Where is the red ball relative to the blue box?"),
+    QuestionType("Causal", "Why something happens: causes and consequences of events.",
+                 "Why does the stack of blocks fall over?"),
+    QuestionType("Description-Scene", "The setting: the place, environment, weather and lighting.",
+                 "Describe the setting in which the video takes place."),
+    QuestionType("Description-Human", "People: their appearance, clothing, expressions and what they do.",
+                 "What is the person in the video wearing?"),
+    QuestionType("Description-Object", "Objects: their appearance, colour, material and state.",
+                 "What does the main object in the video look like?"),
+    QuestionType("Count", "How many objects, people or repetitions of an action there are.",
+                 "How many times does the ball bounce?"),
+    QuestionType("Binary", "A yes/no question about the content of the video.",
+                 "Does the person pick up the cup?"),
+    QuestionType("Fine Grained Action Understanding", "Precise details of how an action is carried out.",
+                 "How exactly does the person fold the paper?"),
+    QuestionType("Plot Understanding", "The storyline: what the video is about as a whole.",
+                 "What is the overall story of this video?"),
+    QuestionType("Non-Existent Actions with Existent Scene Depictions",
+                 "An action that does not happen, asked about a scene that does exist (the right answer "
+                 "says it does not happen).",
+                 "Does the person in the kitchen start dancing on the table?"),
+    QuestionType("Time Order Understanding", "The order in which events happen.",
+                 "What does the person do first, and what do they do last?"),
+    QuestionType("Object Direction", "Which way objects or people move.",
+                 "In which direction does the square move across the screen?"),
+    QuestionType("Camera Direction", "How the camera moves: pan, tilt, zoom, follow, or static.",
+                 "How does the camera move during the video?"),
+    QuestionType("Speed", "How fast things move or change, and whether they speed up or slow down.",
+                 "Does the object speed up or slow down over the video?"),
+    QuestionType("Attribute Change", "How a property (colour, size, shape, state, count) changes over time.",
+                 "How does the colour of the object change over the video?"),
+)
+
+_TYPES_BY_KEY = {t.name.lower(): t for t in QUESTION_TYPES}
+
+
+def question_type(name: str) -> QuestionType:
+    """Look a type up by name, case-insensitively; a clear error lists the valid names."""
+    try:
+        return _TYPES_BY_KEY[name.strip().lower()]
+    except KeyError:
+        names = ", ".join(t.name for t in QUESTION_TYPES)
+        raise ValueError(f"unknown question type {name!r}; choose one of: {names}") from None
+
+
+def format_timestamps(timestamps: Sequence[float]) -> str:
+    return ",".join(f"{t:.2f}s" for t in timestamps)
+
+
+def time_instruction(duration: float, timestamps: Sequence[float]) -> str:
+    # Verbatim from the model card, including the missing space after "{timestamps}.".
+    return (
+        f"The video lasts for {duration:.2f} seconds, and {len(timestamps)} frames are uniformly sampled "
+        f"from it. These frames are located at {format_timestamps(timestamps)}."
+        "Please answer the following questions related to this video."
+    )
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    answer: str
+
+
+def build_prompt(
+    question: str,
+    history: Sequence[Turn] = (),
+    *,
+    duration: float | None = None,
+    timestamps: Sequence[float] | None = None,
+    with_video: bool = True,
+) -> str:
+    """The full qwen_1_5 prompt text, ending with "<|im_start|>assistant\\n".
+
+    The video (the <image> placeholder and the time instruction) belongs to the first user turn
+    only; `history` holds the earlier turns of the same conversation. With `with_video=False`
+    the prompt is text-only (used for QA generation from a description).
+    """
+    turns = [*history, Turn(question, "")]
+    text = f"{IM_START}system\n{SYSTEM_MESSAGE}{IM_END}\n"
+    for i, turn in enumerate(turns):
+        user = turn.question
+        if i == 0 and with_video:
+            if duration is None or timestamps is None:
+                raise ValueError("a video prompt needs the video's duration and frame timestamps")
+            user = f"{IMAGE_PLACEHOLDER}{time_instruction(duration, timestamps)}\n{user}"
+        text += f"{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n"
+        if i < len(turns) - 1:
+            text += f"{turn.answer}{IM_END}\n"
+    return text

@@ -1,0 +1,157 @@
+"""A toy-size, randomly initialised checkpoint in exactly the original LLaVA-NeXT on-disk format.
+
+Same config keys, same tensor names (transformers-4 style SigLIP names, last tower layer removed,
+no pooling head), sharded safetensors with an index, a Qwen2 BPE tokenizer (vocab.json + merges.txt)
+with the same special tokens and chat template. Built offline in seconds: tests load it through the
+same loader as the real model, and anyone can try the app with it without a GPU or a download.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import INDEX_FILE, NEWLINE_KEY, PROJECTOR_PREFIX, VISION_PREFIX
+from .prompts import CAPTION_QUESTION, QUESTION_TYPES, SYSTEM_MESSAGE, time_instruction
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+QWEN2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Toy sizes. A 70x70 image with 14-px patches gives an odd 5x5 grid, like the real 27x27, so the
+# bilinear (ceil) and average (floor) pools differ exactly as they do at full size.
+TINY_VISION = dict(image_size=70, patch_size=14, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                   num_attention_heads=2, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh", num_channels=3)
+TINY_LM = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=1000000.0)
+
+
+def _training_corpus() -> list[str]:
+    stamps = [i * 0.5 for i in range(64)]
+    texts = [SYSTEM_MESSAGE, CAPTION_QUESTION, time_instruction(31.2, stamps)]
+    for t in QUESTION_TYPES:
+        texts += [t.name, t.definition, t.example]
+    texts += ["The video shows a red square moving from left to right while the camera pans slowly. "
+              "A person walks into the kitchen, opens the door and picks up a blue cup. 0123456789 {}[]\":,"]
+    return texts
+
+
+def build_tokenizer(outdir: Path, vocab_size: int = 700) -> int:
+    """Train a byte-level BPE with Qwen2's pre-tokenizer and write it in the original file layout.
+
+    Returns the tokenizer's full size (regular vocab + the special tokens appended after it).
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(_training_corpus(), trainer)
+    model = json.loads(tok.to_str())["model"]
+    vocab: dict[str, int] = model["vocab"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (outdir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (outdir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+    first_special = len(vocab)
+    added = {str(first_special + i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                      "single_word": False, "special": True} for i, t in enumerate(SPECIAL_TOKENS)}
+    tokenizer_config = {
+        "add_prefix_space": False, "added_tokens_decoder": added,
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"], "bos_token": None,
+        "chat_template": QWEN2_CHAT_TEMPLATE, "clean_up_tokenization_spaces": False, "eos_token": "<|im_end|>",
+        "errors": "replace", "model_max_length": 32768, "pad_token": "<|endoftext|>", "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
+    }
+    (outdir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    (outdir / "added_tokens.json").write_text(json.dumps({t: first_special + i for i, t in enumerate(SPECIAL_TOKENS)}))
+    (outdir / "special_tokens_map.json").write_text(json.dumps({
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
+        "eos_token": {"content": "<|im_end|>", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False},
+        "pad_token": {"content": "<|endoftext|>", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False},
+    }))
+    return first_special + len(SPECIAL_TOKENS)
+
+
+def tiny_config(vocab_size: int, newline_position: str = "grid", pool_mode: str = "bilinear",
+                tokenizer_size: int | None = None) -> dict[str, Any]:
+    """config.json with the 7B video model's keys and multimodal choices, at toy size."""
+    eos = (tokenizer_size or vocab_size) - 1
+    return {
+        "architectures": ["LlavaQwenForCausalLM"], "model_type": "llava",
+        "attention_dropout": 0.0, "bos_token_id": eos - 2, "eos_token_id": eos, "hidden_act": "silu",
+        **TINY_LM, "max_window_layers": TINY_LM["num_hidden_layers"], "sliding_window": 131072,
+        "use_sliding_window": False, "rope_scaling": None, "tie_word_embeddings": False, "vocab_size": vocab_size,
+        "torch_dtype": "bfloat16", "use_cache": True, "initializer_range": 0.02,
+        "image_aspect_ratio": "anyres_max_9", "image_grid_pinpoints": [[70, 70], [70, 140], [140, 70], [140, 140]],
+        "mm_hidden_size": TINY_VISION["hidden_size"], "mm_newline_position": newline_position,
+        "mm_patch_merge_type": "spatial_unpad", "mm_projector_type": "mlp2x_gelu",
+        "mm_spatial_pool_mode": pool_mode, "mm_spatial_pool_stride": 2,
+        "mm_tunable_parts": "mm_vision_tower,mm_mlp_adapter,mm_language_model",
+        "mm_use_im_patch_token": False, "mm_use_im_start_end": False, "mm_vision_select_feature": "patch",
+        "mm_vision_select_layer": -2, "mm_vision_tower": "google/siglip-so400m-patch14-384",
+        "tokenizer_model_max_length": 32768, "tokenizer_padding_side": "right", "use_mm_proj": True,
+        # Offline the tower config cannot be looked up by name: the tiny one carries its own.
+        "vision_config": dict(TINY_VISION),
+    }
+
+
+def build_tiny_checkpoint(outdir: str | Path, *, newline_position: str = "grid", pool_mode: str = "bilinear",
+                          seed: int = 0, shards: int = 2) -> Path:
+    """Write the checkpoint to `outdir` and return its path. `newline_position="one_token"` = OneVision style."""
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    tokenizer_size = build_tokenizer(outdir)
+    vocab_size = -(-tokenizer_size // 64) * 64  # padded like Qwen2's 152064 > 151646
+    config = tiny_config(vocab_size, newline_position, pool_mode, tokenizer_size)
+    torch.manual_seed(seed)
+
+    lm_fields = {k: v for k, v in config.items() if k in Qwen2Config().to_dict()
+                 and k not in ("architectures", "model_type", "torch_dtype")}
+    state: dict[str, torch.Tensor] = dict(Qwen2ForCausalLM(Qwen2Config(**lm_fields)).state_dict())
+    state = {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
+
+    # The authors delete the tower's last layer and its head before training, so neither is saved.
+    tower = SiglipVisionModel(SiglipVisionConfig(**TINY_VISION))
+    last = TINY_VISION["num_hidden_layers"] - 1
+    for name, tensor in tower.state_dict().items():
+        if name.startswith("head.") or name.startswith(f"encoder.layers.{last}."):
+            continue
+        state[VISION_PREFIX + name] = tensor
+    hidden, mm_hidden = TINY_LM["hidden_size"], TINY_VISION["hidden_size"]
+    projector = [torch.nn.Linear(mm_hidden, hidden), torch.nn.Linear(hidden, hidden)]
+    for index, layer in zip((0, 2), projector):
+        state[f"{PROJECTOR_PREFIX}{index}.weight"] = layer.weight.detach()
+        state[f"{PROJECTOR_PREFIX}{index}.bias"] = layer.bias.detach()
+    state[NEWLINE_KEY] = torch.randn(hidden) / hidden**0.5
+
+    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in state.items()}
+    names = sorted(state)
+    weight_map: dict[str, str] = {}
+    for i in range(shards):
+        shard = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = names[i::shards]
+        save_file({k: state[k] for k in part}, str(outdir / shard), metadata={"format": "pt"})
+        weight_map.update({k: shard for k in part})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    (outdir / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (outdir / "config.json").write_text(json.dumps(config, indent=2))
+    (outdir / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer_size - 1, tokenizer_size - 3],
+         "pad_token_id": tokenizer_size - 3, "do_sample": False}))
+    return outdir
