@@ -28,12 +28,40 @@ KNOWN_VISION_TOWERS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# The multimodal choices of the known checkpoints (from their config.json), so that `inspect` can
+# say what the model will see without downloading anything.
+_SIGLIP = "google/siglip-so400m-patch14-384"
+_VIDEO_MM = dict(mm_vision_tower=_SIGLIP, mm_newline_position="grid", mm_spatial_pool_mode="bilinear",
+                 mm_spatial_pool_stride=2, mm_patch_merge_type="spatial_unpad", mm_projector_type="mlp2x_gelu",
+                 mm_hidden_size=1152, mm_vision_select_layer=-2)
+_ONEVISION_MM = {**_VIDEO_MM, "mm_newline_position": "one_token"}
+KNOWN_MULTIMODAL_CONFIGS: dict[str, dict[str, Any]] = {
+    "lmms-lab/LLaVA-Video-7B-Qwen2": _VIDEO_MM,
+    "lmms-lab/LLaVA-Video-72B-Qwen2": _VIDEO_MM,
+    "lmms-lab/LLaVA-Video-7B-Qwen2-Video-Only": _VIDEO_MM,
+    "lmms-lab/llava-onevision-qwen2-0.5b-ov": _ONEVISION_MM,
+    "lmms-lab/llava-onevision-qwen2-7b-ov": _ONEVISION_MM,
+}
+
 # Files a loader needs from a Hub repo (no .bin/.pt: weights come from safetensors only).
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "tokenizer*", "vocab*", "merges*"]
 
 
 class CheckpointError(ValueError):
     """The folder or repo is not a LLaVA-NeXT-format checkpoint we can load."""
+
+
+def vision_config_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The SigLIP config: the checkpoint's own `vision_config` if any, else the known one for its name."""
+    if isinstance(config.get("vision_config"), dict):
+        return dict(config["vision_config"])
+    name = config.get("mm_vision_tower", "")
+    if name in KNOWN_VISION_TOWERS:
+        return dict(KNOWN_VISION_TOWERS[name])
+    raise CheckpointError(
+        f"unknown vision tower {name!r}: add its SigLIP config to KNOWN_VISION_TOWERS "
+        "or a `vision_config` dict to the checkpoint's config.json"
+    )
 
 
 @dataclass(frozen=True)
@@ -44,15 +72,7 @@ class Checkpoint:
 
     @property
     def vision_config(self) -> dict[str, Any]:
-        if isinstance(self.config.get("vision_config"), dict):
-            return dict(self.config["vision_config"])
-        name = self.config.get("mm_vision_tower", "")
-        if name in KNOWN_VISION_TOWERS:
-            return dict(KNOWN_VISION_TOWERS[name])
-        raise CheckpointError(
-            f"unknown vision tower {name!r}: add its SigLIP config to KNOWN_VISION_TOWERS "
-            "or a `vision_config` dict to the checkpoint's config.json"
-        )
+        return vision_config_of(self.config)
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
         return [k for k in self.weight_map if k.startswith(prefix)]
@@ -118,3 +138,18 @@ def resolve_checkpoint(model: str, progress: Callable[[str], None] | None = None
         ) from err
     except HfHubHTTPError as err:
         raise CheckpointError(f"cannot download {model}: {err}") from err
+
+
+def read_config(model: str) -> dict[str, Any]:
+    """config.json of a local folder, of a cached Hub download, or the known multimodal keys; no download."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return open_checkpoint(local).config
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(model, "config.json", local_files_only=True)).read_text())
+    except (OSError, ValueError):  # not cached: fall back to what we know of the public checkpoints
+        if model in KNOWN_MULTIMODAL_CONFIGS:
+            return dict(KNOWN_MULTIMODAL_CONFIGS[model])
+        raise CheckpointError(f"{model!r} is not a local folder, not in the Hub cache and not a known checkpoint") from None

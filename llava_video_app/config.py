@@ -60,7 +60,8 @@ class AppConfig:
 
     @property
     def fell_back_to_cpu(self) -> bool:
-        return self.model is None and (self.device or "cpu") == "cpu"
+        """True when no model was chosen and no CUDA GPU is in use, so the CPU fallback model runs."""
+        return self.model is None and self.resolved().device == "cpu"
 
     def with_overrides(self, **overrides: Any) -> "AppConfig":
         """Apply CLI flags; None means "flag not given"."""

@@ -33,7 +33,7 @@ QUESTION_TYPES: tuple[QuestionType, ...] = (
     QuestionType("Causal", "Why something happens: causes and consequences of events.",
                  "Why does the stack of blocks fall over?"),
     QuestionType("Description-Scene", "The setting: the place, environment, weather and lighting.",
-                 "Describe the setting in which the video takes place."),
+                 "What kind of place is shown in the video, and what is the lighting like?"),
     QuestionType("Description-Human", "People: their appearance, clothing, expressions and what they do.",
                  "What is the person in the video wearing?"),
     QuestionType("Description-Object", "Objects: their appearance, colour, material and state.",

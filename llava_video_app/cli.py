@@ -1,0 +1,197 @@
+"""`llava-video`: the same engine as the app, from a terminal.
+
+User mistakes (a bad file, an unknown question type, a missing model) end with one readable line on
+stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .config import QUANTIZATIONS, AppConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Ask LLaVA-Video about videos, caption them, and make LLaVA-Video-178K-style data.")
+
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+# Options shared by the commands that run the model (None = "not given": config/env decide).
+ModelOpt = typer.Option(None, "--model", help="Hub id or local folder (default: LLaVA-Video-7B-Qwen2 on CUDA, "
+                                              "llava-onevision-qwen2-0.5b-ov on CPU).")
+QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default: 4bit on CUDA, fp32 on CPU).")
+DeviceOpt = typer.Option(None, "--device", help="cuda, cuda:N or cpu.")
+FramesOpt = typer.Option(None, "--frames", min=1, help="Frames sampled uniformly (default 64).")
+StartOpt = typer.Option(None, "--start", min=0.0, help="Trim start, seconds.")
+EndOpt = typer.Option(None, "--end", min=0.0, help="Trim end, seconds.")
+MaxTokensOpt = typer.Option(None, "--max-new-tokens", min=1)
+TemperatureOpt = typer.Option(None, "--temperature", min=0.0, help="0 = greedy (default).")
+TopPOpt = typer.Option(None, "--top-p", min=0.0, max=1.0)
+PoolOpt = typer.Option(None, "--pool-mode", help="Override the checkpoint's mm_spatial_pool_mode (average, max, bilinear).")
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors():
+    """Exceptions that are the user's input, reported as one line."""
+    from .checkpoint import CheckpointError
+    from .video import VideoError
+
+    return (VideoError, CheckpointError, ValueError, FileNotFoundError)
+
+
+def load_config(**overrides) -> AppConfig:
+    try:
+        config = AppConfig.from_env().with_overrides(**overrides)
+    except (ValueError, TypeError) as err:
+        fail(str(err))
+    if config.quant is not None and config.quant not in QUANTIZATIONS:
+        fail(f"--quant must be one of {', '.join(QUANTIZATIONS)}")
+    return config
+
+
+def _progress(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _resolve_question(question: Optional[str], question_type: Optional[str]) -> str:
+    from .prompts import question_type as lookup
+
+    if question and question_type:
+        fail("give either a question or --type, not both")
+    if question_type:
+        return lookup(question_type).example
+    if not question or not question.strip():
+        fail('give a question, e.g. llava-video ask video.mp4 "What happens?", or --type "Camera Direction"')
+    return question
+
+
+def _run(config: AppConfig, video: Path, question: str, start: Optional[float], end: Optional[float]) -> None:
+    from .engine import Engine, GenerationSettings
+
+    stop = threading.Event()
+    try:
+        settings = GenerationSettings.from_config(config)
+        engine = Engine.from_config(config, progress=_progress)
+        clip = engine.load_clip(video, start=start, end=end)
+        for chunk in engine.stream(clip, question, settings=settings, stop=stop):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except user_errors() as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        stop.set()
+        typer.echo("\n[stopped]", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    sys.stdout.write("\n")
+    stats = engine.last_stats
+    if stats is not None:
+        vram = f", peak VRAM {stats.peak_vram_gib:.2f} GiB" if stats.peak_vram_gib is not None else ""
+        typer.echo(f"[{stats.visual_tokens} visual tokens, first token {stats.time_to_first_token_s:.2f}s, "
+                   f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f} tok/s{vram}]", err=True)
+
+
+@app.command()
+def ask(
+    video: Path = typer.Argument(..., help="Video file."),
+    question: Optional[str] = typer.Argument(None, help="Your question."),
+    question_type: Optional[str] = typer.Option(None, "--type", help="Ask a LLaVA-Video question type's example question."),
+    model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
+    frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
+    max_new_tokens: Optional[int] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
+    top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt,
+) -> None:
+    """Ask a question about a video; the answer streams to stdout."""
+    try:
+        text = _resolve_question(question, question_type)
+    except ValueError as err:
+        fail(str(err))
+    config = load_config(model=model, quant=quant, device=device, frames=frames, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_p=top_p, pool_mode=pool_mode)
+    _run(config, video, text, start, end)
+
+
+@app.command()
+def caption(
+    video: Path = typer.Argument(..., help="Video file."),
+    model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
+    frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
+    max_new_tokens: Optional[int] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
+    top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt,
+) -> None:
+    """Detailed caption of a video (the model card's prompt)."""
+    from .prompts import CAPTION_QUESTION
+
+    config = load_config(model=model, quant=quant, device=device, frames=frames, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_p=top_p, pool_mode=pool_mode)
+    _run(config, video, CAPTION_QUESTION, start, end)
+
+
+@app.command()
+def inspect(
+    video: Path = typer.Argument(..., help="Video file."),
+    question: Optional[str] = typer.Argument(None, help="Question (default: the detailed-caption prompt)."),
+    question_type: Optional[str] = typer.Option(None, "--type"),
+    model: Optional[str] = ModelOpt, frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt, pool_mode: Optional[str] = PoolOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
+) -> None:
+    """Show what the model would see, without running it: frames, timestamps, prompt, visual tokens."""
+    from .engine import inspect_request
+    from .prompts import CAPTION_QUESTION
+
+    config = load_config(model=model, frames=frames, pool_mode=pool_mode)
+    try:
+        text = _resolve_question(question, question_type) if (question or question_type) else CAPTION_QUESTION
+        plan = inspect_request(video, text, model=config.resolved().model, frames=config.frames, start=start, end=end,
+                               pool_mode=config.pool_mode)
+    except user_errors() as err:
+        fail(str(err))
+    if as_json:
+        typer.echo(json.dumps(plan, indent=2))
+        return
+    n = len(plan["frame_indices"])
+    typer.echo(f"video      {plan['video']}  ({plan['duration']:.2f} s at {plan['fps']:.3f} fps)")
+    typer.echo(f"model      {plan['model']}")
+    typer.echo(f"frames     {n}: indices {plan['frame_indices']}")
+    typer.echo(f"timestamps {', '.join(f'{t:.2f}s' for t in plan['timestamps'])}")
+    typer.echo(f"visual     {plan['visual_tokens']} tokens = {n} frames x {plan['tokens_per_frame']} "
+               f"(newline {plan['newline_position']}, pool {plan['pool_mode']})")
+    typer.echo("prompt:")
+    typer.echo(plan["prompt"])
+
+
+@app.command("tiny-checkpoint")
+def tiny_checkpoint(
+    outdir: Path = typer.Argument(..., help="Folder to write the checkpoint into."),
+    newline_position: str = typer.Option("grid", help="grid (LLaVA-Video) or one_token (OneVision)."),
+    pool_mode: str = typer.Option("bilinear", help="bilinear, average or max."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Build a tiny random checkpoint in the original format: try the app and CLI without GPU or download."""
+    from .tiny import build_tiny_checkpoint
+
+    if newline_position not in ("grid", "frame", "one_token", "no_token"):
+        fail("--newline-position must be grid, frame, one_token or no_token")
+    if pool_mode not in ("bilinear", "average", "max"):
+        fail("--pool-mode must be bilinear, average or max")
+    path = build_tiny_checkpoint(outdir, newline_position=newline_position, pool_mode=pool_mode, seed=seed)
+    typer.echo(f"wrote {path} (random weights: answers are gibberish). Try:\n"
+               f"  llava-video ask VIDEO.mp4 'What happens?' --model {path} --quant fp32 --device cpu")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

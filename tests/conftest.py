@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny random checkpoint in the original format, an engine on it, sample videos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """LLaVA-Video-style (grid newlines, bilinear pool) toy checkpoint, built once per session."""
+    from llava_video_app.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llava-video"))
+
+
+@pytest.fixture(scope="session")
+def tiny_onevision_checkpoint(tmp_path_factory) -> Path:
+    """OneVision-style toy checkpoint (one newline after the whole video)."""
+    from llava_video_app.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-onevision"), newline_position="one_token")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    from llava_video_app.model import LlavaVideoModel
+
+    return LlavaVideoModel.load(str(tiny_checkpoint), quant="fp32", device="cpu")
+
+
+@pytest.fixture
+def tiny_engine(tiny_model):
+    """A fresh engine (empty caches) over the session's tiny fp32 CPU model."""
+    from llava_video_app.config import AppConfig
+    from llava_video_app.engine import Engine
+
+    config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=16)
+    return Engine(tiny_model, config)
+
+
+@pytest.fixture(scope="session")
+def sample_video(tmp_path_factory) -> Path:
+    """A real 6-second H.264 .mp4 (a moving, colour-changing square)."""
+    from llava_video_app.sample_videos import make_video
+
+    return make_video(tmp_path_factory.mktemp("videos") / "square.mp4", seconds=6, fps=10, size=(160, 120))

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import pytest
+
+from llava_video_app.config import CPU_FALLBACK_MODEL, AppConfig
+
+
+def test_environment_then_flags_override_defaults():
+    config = AppConfig.from_env({"LLAVA_VIDEO_FRAMES": "32", "LLAVA_VIDEO_QUANT": "bf16",
+                                 "LLAVA_VIDEO_OUTPUT_DIR": "/data/out", "LLAVA_VIDEO_SHARE": "yes"})
+    assert (config.frames, config.quant, config.output_dir, config.share) == (32, "bf16", Path("/data/out"), True)
+    assert config.with_overrides(frames=16, quant=None).frames == 16
+    assert config.with_overrides(frames=16, quant=None).quant == "bf16"  # None = flag not given
+
+
+def test_bad_values_are_clear_errors():
+    with pytest.raises(ValueError, match="LLAVA_VIDEO_FRAMES"):
+        AppConfig.from_env({"LLAVA_VIDEO_FRAMES": "many"})
+    with pytest.raises(ValueError, match="4bit"):
+        AppConfig.from_env({"LLAVA_VIDEO_QUANT": "3bit"})
+    with pytest.raises(TypeError, match="colour"):
+        AppConfig().with_overrides(colour="red")
+
+
+def test_without_cuda_the_default_falls_back_to_the_small_model_on_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = AppConfig()
+    resolved = config.resolved()
+    assert (resolved.model, resolved.quant, resolved.device) == (CPU_FALLBACK_MODEL, "fp32", "cpu")
+    assert config.fell_back_to_cpu
+    assert not AppConfig(model="my/model").fell_back_to_cpu
