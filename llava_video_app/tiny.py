@@ -110,48 +110,66 @@ def tiny_config(vocab_size: int, newline_position: str = "grid", pool_mode: str 
 
 def build_tiny_checkpoint(outdir: str | Path, *, newline_position: str = "grid", pool_mode: str = "bilinear",
                           seed: int = 0, shards: int = 2) -> Path:
-    """Write the checkpoint to `outdir` and return its path. `newline_position="one_token"` = OneVision style."""
-    from safetensors.torch import save_file
-    from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
-
+    """Write the toy checkpoint to `outdir` and return its path. `newline_position="one_token"` = OneVision style."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     tokenizer_size = build_tokenizer(outdir)
     vocab_size = -(-tokenizer_size // 64) * 64  # padded like Qwen2's 152064 > 151646
     config = tiny_config(vocab_size, newline_position, pool_mode, tokenizer_size)
-    torch.manual_seed(seed)
-
-    lm_fields = {k: v for k, v in config.items() if k in Qwen2Config().to_dict()
-                 and k not in ("architectures", "model_type", "torch_dtype")}
-    state: dict[str, torch.Tensor] = dict(Qwen2ForCausalLM(Qwen2Config(**lm_fields)).state_dict())
-    state = {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
-
-    # The authors delete the tower's last layer and its head before training, so neither is saved.
-    tower = SiglipVisionModel(SiglipVisionConfig(**TINY_VISION))
-    last = TINY_VISION["num_hidden_layers"] - 1
-    for name, tensor in tower.state_dict().items():
-        if name.startswith("head.") or name.startswith(f"encoder.layers.{last}."):
-            continue
-        state[VISION_PREFIX + name] = tensor
-    hidden, mm_hidden = TINY_LM["hidden_size"], TINY_VISION["hidden_size"]
-    projector = [torch.nn.Linear(mm_hidden, hidden), torch.nn.Linear(hidden, hidden)]
-    for index, layer in zip((0, 2), projector):
-        state[f"{PROJECTOR_PREFIX}{index}.weight"] = layer.weight.detach()
-        state[f"{PROJECTOR_PREFIX}{index}.bias"] = layer.bias.detach()
-    state[NEWLINE_KEY] = torch.randn(hidden) / hidden**0.5
-
-    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in state.items()}
-    names = sorted(state)
-    weight_map: dict[str, str] = {}
-    for i in range(shards):
-        shard = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-        part = names[i::shards]
-        save_file({k: state[k] for k in part}, str(outdir / shard), metadata={"format": "pt"})
-        weight_map.update({k: shard for k in part})
-    total = sum(t.numel() * t.element_size() for t in state.values())
-    (outdir / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    (outdir / "config.json").write_text(json.dumps(config, indent=2))
+    write_random_weights(outdir, config, TINY_VISION, seed=seed, shards=shards)
     (outdir / "generation_config.json").write_text(json.dumps(
         {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer_size - 1, tokenizer_size - 3],
          "pad_token_id": tokenizer_size - 3, "do_sample": False}))
     return outdir
+
+
+def _init(name: str, shape: torch.Size, generator: torch.Generator, device: str) -> torch.Tensor:
+    if name.endswith("bias"):
+        return torch.zeros(shape, device=device, dtype=torch.bfloat16)
+    if "norm" in name and name.endswith("weight"):
+        return torch.ones(shape, device=device, dtype=torch.bfloat16)
+    return (torch.randn(shape, generator=generator, device=device) * 0.02).to(torch.bfloat16)
+
+
+def write_random_weights(outdir: Path, config: dict[str, Any], vision_config: dict[str, Any], *, seed: int = 0,
+                         shards: int = 2, device: str = "cpu") -> None:
+    """Random bf16 weights under the original names, written shard by shard, plus config.json.
+
+    Shapes come from meta-device modules, so a real-size (7B) checkpoint is written without ever
+    holding the whole model in memory; `device="cuda"` makes the random numbers faster.
+    """
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+
+    lm_fields = {k: v for k, v in config.items() if k in Qwen2Config().to_dict()
+                 and k not in ("architectures", "model_type", "torch_dtype")}
+    with torch.device("meta"):
+        lm = Qwen2ForCausalLM(Qwen2Config(**lm_fields))
+        tower = SiglipVisionModel(SiglipVisionConfig(**vision_config))
+    shapes: dict[str, torch.Size] = {k: v.shape for k, v in lm.state_dict().items() if not k.endswith("inv_freq")}
+    # The authors delete the tower's last layer and its head before training, so neither is saved.
+    last = vision_config["num_hidden_layers"] - 1
+    for name, tensor in tower.state_dict().items():
+        if not (name.startswith("head.") or name.startswith(f"encoder.layers.{last}.")):
+            shapes[VISION_PREFIX + name] = tensor.shape
+    hidden, mm_hidden = config["hidden_size"], config["mm_hidden_size"]
+    shapes.update({f"{PROJECTOR_PREFIX}0.weight": torch.Size([hidden, mm_hidden]),
+                   f"{PROJECTOR_PREFIX}0.bias": torch.Size([hidden]),
+                   f"{PROJECTOR_PREFIX}2.weight": torch.Size([hidden, hidden]),
+                   f"{PROJECTOR_PREFIX}2.bias": torch.Size([hidden]), NEWLINE_KEY: torch.Size([hidden])})
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    names = sorted(shapes)
+    weight_map: dict[str, str] = {}
+    total = 0
+    for i in range(shards):
+        shard = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = {name: _init(name, shapes[name], generator, device).cpu() for name in names[i::shards]}
+        if NEWLINE_KEY in part:  # a learnt vector, not a norm: give it a real scale
+            part[NEWLINE_KEY] = (torch.randn(hidden, generator=generator, device=device) / hidden**0.5).to(torch.bfloat16).cpu()
+        save_file(part, str(outdir / shard), metadata={"format": "pt"})
+        weight_map.update({k: shard for k in part})
+        total += sum(t.numel() * t.element_size() for t in part.values())
+        del part
+    (outdir / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (outdir / "config.json").write_text(json.dumps(config, indent=2))
