@@ -7,7 +7,6 @@ conversation are kept, so a follow-up question on the same video only prefills i
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -24,7 +23,7 @@ from .model import IMAGE_TOKEN_INDEX, LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .video import VideoClip
 
-log = logging.getLogger(__name__)
+PREFILL_CHUNK = 2048  # tokens per prefill forward pass
 
 
 @dataclass
@@ -32,6 +31,7 @@ class GenerationSettings:
     max_new_tokens: int = 1024
     temperature: float = 0.0  # 0 = greedy, like the model card
     top_p: float = 1.0
+    ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -207,11 +207,14 @@ class Engine:
                 cache = kv.cache if kv is not None and reused else _new_cache()
                 if kv is not None and reused:
                     cache.crop(reused - cache.get_seq_length())
-                out = model.lm(inputs_embeds=embeds, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                # Prefill in chunks: activation memory is bounded by the chunk, not by 13K visual tokens.
+                for chunk_start in range(0, embeds.shape[1], PREFILL_CHUNK):
+                    out = model.lm(inputs_embeds=embeds[:, chunk_start:chunk_start + PREFILL_CHUNK],
+                                   past_key_values=cache, use_cache=True, logits_to_keep=1)
                 token = _sample(out.logits[0, -1], settings, generator)
             stats.time_to_first_token_s = time.perf_counter() - started
             for _ in range(settings.max_new_tokens):
-                if token in model.eos_token_ids:
+                if token in model.eos_token_ids and not settings.ignore_eos:
                     break
                 stats.new_tokens += 1
                 chunk = detok.push(token)
