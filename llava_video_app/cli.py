@@ -189,6 +189,62 @@ def tiny_checkpoint(
                f"  llava-video ask VIDEO.mp4 'What happens?' --model {path} --quant fp32 --device cpu")
 
 
+# --- synthetic data: `synth` and `dataset` (llava_video_app/synth.py, dataset.py) -------------------
+
+dataset_app = typer.Typer(no_args_is_help=True, help="Synthetic datasets: stats, schema checks, JSON/zip export.")
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("stats")
+def dataset_stats(
+    folder: Path = typer.Argument(..., help="An output folder of `synth` (or a split file)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
+) -> None:
+    """Records per split, question type and video length (0-30s, 30-60s, 1-2min, 2-3min, longer)."""
+    from .dataset import dataset_stats as compute
+
+    if not folder.exists():
+        fail(f"{folder} does not exist")
+    stats = compute(folder)
+    typer.echo(json.dumps(stats.to_dict(), indent=2) if as_json else stats.format())
+
+
+@dataset_app.command("check")
+def dataset_check(
+    folder: Path = typer.Argument(..., help="An output folder of `synth` (or a split file)."),
+    max_errors: int = typer.Option(100, "--max-errors", min=1, help="Print at most this many errors."),
+) -> None:
+    """Validate every record against the LLaVA-Video-178K schema; exit 1 on any error."""
+    from .dataset import check_dataset
+
+    if not folder.exists():
+        fail(f"{folder} does not exist")
+    checked, errors = check_dataset(folder)
+    for error in errors[:max_errors]:
+        typer.echo(str(error))
+    if len(errors) > max_errors:
+        typer.echo(f"... and {len(errors) - max_errors} more")
+    typer.echo(f"{checked} records checked, {len(errors)} errors", err=True)
+    if errors:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+@dataset_app.command("export")
+def dataset_export(
+    folder: Path = typer.Argument(..., help="An output folder of `synth`."),
+    zip_path: Optional[Path] = typer.Option(None, "--zip", help="Also write a zip of the JSON arrays + manifests."),
+) -> None:
+    """Write each .jsonl split as a JSON array (.json), the public dataset's format."""
+    from .dataset import export_json, export_zip
+
+    if not folder.is_dir():
+        fail(f"{folder} is not a folder")
+    for path in export_json(folder):
+        typer.echo(str(path))
+    if zip_path is not None:
+        typer.echo(str(export_zip(folder, zip_path)))
+
+
 def main() -> None:
     app()
 
