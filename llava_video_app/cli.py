@@ -191,6 +191,61 @@ def tiny_checkpoint(
 
 # --- synthetic data: `synth` and `dataset` (llava_video_app/synth.py, dataset.py) -------------------
 
+@app.command()
+def synth(
+    path: Path = typer.Argument(..., help="A video file, or a folder searched recursively for videos."),
+    out: Path = typer.Option(..., "--out", help="Output folder: split files (.jsonl + exported .json), videos/ manifests."),
+    types: Optional[list[str]] = typer.Option(None, "--types", help='Question types, comma-separated or repeated '
+                                              '(default: all 16), e.g. --types "Temporal,Camera Direction".'),
+    max_frames: int = typer.Option(180, "--max-frames", min=1, help="Cap on the 1-fps frames per video."),
+    video_root: Optional[Path] = typer.Option(None, "--video-root", help="Records' video paths are relative to "
+                                              "this (default: PATH if a folder, else its folder)."),
+    data_source: str = typer.Option("local", "--data-source", help="The records' data_source (also in file names)."),
+    qa_mode: str = typer.Option("per-type", "--qa-mode", help="per-type (one call per type) or joint (one call)."),
+    no_mc: bool = typer.Option(False, "--no-mc", help="Make no multiple-choice records."),
+    qa_max_new_tokens: Optional[int] = typer.Option(None, "--qa-max-new-tokens", min=1,
+                                                    help="Per QA call (default 256 per-type, 2048 joint)."),
+    model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
+                                                 help="Per description call (default 512)."),
+    temperature: Optional[float] = TemperatureOpt, top_p: Optional[float] = TopPOpt,
+    pool_mode: Optional[str] = PoolOpt,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """LLaVA-Video-178K-style data (captions, open-ended and multiple-choice QA) from videos; resumable."""
+    from .engine import Engine, GenerationSettings
+    from .synth import SynthOptions, find_videos, run_batch
+
+    config = load_config(model=model, quant=quant, device=device, temperature=temperature, top_p=top_p,
+                         pool_mode=pool_mode)
+    try:
+        names = tuple(t.strip() for item in types or () for t in item.split(",") if t.strip())
+        mode = qa_mode.replace("-", "_")
+        sampling = dict(temperature=config.temperature, top_p=config.top_p)
+        options = SynthOptions(
+            max_frames=max_frames, qa_mode=mode, multiple_choice=not no_mc, data_source=data_source,
+            description_settings=GenerationSettings(max_new_tokens=max_new_tokens or 512, **sampling),
+            qa_settings=GenerationSettings(max_new_tokens=qa_max_new_tokens or (256 if mode == "per_type" else 2048),
+                                           **sampling),
+            **({"types": names} if names else {}))
+        videos = find_videos(path)
+    except user_errors() as err:
+        fail(str(err))
+    if not videos:
+        fail(f"no video files under {path}")
+    try:
+        summary = run_batch(path, out, options, make_engine=lambda: Engine.from_config(config, progress=_progress),
+                            video_root=video_root, progress=not quiet)
+    except user_errors() as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("\n[stopped] run the same command again to resume", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    typer.echo(summary.format())
+    if summary.failed:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
 dataset_app = typer.Typer(no_args_is_help=True, help="Synthetic datasets: stats, schema checks, JSON/zip export.")
 app.add_typer(dataset_app, name="dataset")
 
