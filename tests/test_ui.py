@@ -1,0 +1,237 @@
+"""The app's event handlers, called directly over the tiny engine: streaming, Stop, follow-ups from the
+caches, bad input, the layout's wiring and the command line. The model is random: only behaviour is
+checked, never the words."""
+
+import pickle
+import threading
+
+import gradio as gr
+import pytest
+
+from llava_video_app import video as video_stage
+from llava_video_app.config import AppConfig
+from llava_video_app.engine import Engine, GenerationStats
+from llava_video_app.prompts import CAPTION_QUESTION, QUESTION_TYPES, Turn
+from llava_video_app.ui import (MODEL_EVENTS, TASK_CAPTION, TASK_OWN, TASKS, ChatState, EngineHolder, StopFlag,
+                                VideoChat, build_ui, gpu_duration, parse_args, question_for_task)
+
+
+@pytest.fixture
+def chat(tiny_engine):
+    return VideoChat(tiny_engine)
+
+
+def _ask(chat, video, question, *, state=None, frames=8, tokens=12, start=0, end=None):
+    """Run the ask handler to the end; returns (yields, final state)."""
+    outputs = list(chat.ask(video, question, start, end, frames, tokens, 0.0, 1.0, state))
+    return outputs, outputs[-1][1]
+
+
+def _answers(outputs):
+    """The last assistant message's text after each yield that changed the chat."""
+    texts = []
+    for chat_messages, *_ in outputs:
+        if chat_messages and chat_messages[-1]["role"] == "assistant":
+            texts.append(chat_messages[-1]["content"])
+    return texts
+
+
+def test_tasks_fill_in_their_question():
+    assert TASKS[0] == TASK_CAPTION and TASKS[-1] == TASK_OWN and len(TASKS) == 18
+    assert question_for_task(TASK_CAPTION) == CAPTION_QUESTION
+    for qtype in QUESTION_TYPES:
+        assert question_for_task(qtype.name) == qtype.example
+    assert question_for_task(TASK_OWN) == ""
+
+
+def test_new_video_fills_the_trim_range_and_starts_over(chat, sample_video):
+    start, end, info, state, messages, gallery = chat.on_video(str(sample_video))
+    assert start == 0 and end == pytest.approx(6.0)
+    assert "6.00 s" in info and "frames" in info
+    assert state.video == str(sample_video) and state.turns == [] and messages == [] and gallery == []
+    assert chat.on_video(None)[3] == ChatState()
+
+
+def test_answer_streams_growing_text_and_shows_the_frames_and_stats(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    outputs, state = _ask(chat, str(sample_video), "What happens?", state=state, tokens=12)
+    texts = _answers(outputs)
+    assert len(set(texts)) >= 2, "the answer should arrive in several chunks"
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), "text only grows"
+    gallery = outputs[0][2]
+    assert len(gallery) == 8
+    assert all(caption.endswith(" s") for _, caption in gallery)
+    assert [float(c[:-2]) for _, c in gallery] == sorted(float(c[:-2]) for _, c in gallery)
+    assert state.turns == [Turn("What happens?", texts[-1])]
+    status = outputs[-1][3]
+    assert "tok/s" in status and "first token" in status and "fp32" in status and "cpu" in status
+    assert outputs[0][4] == "", "the question box is emptied for the next question"
+
+
+def test_stop_ends_the_answer_within_a_token_or_two(chat, sample_video):
+    stream = chat.ask(str(sample_video), "Describe it.", 0, None, 8, 500, 0.0, 1.0, None)
+    next(stream)  # the frames and "Answering…"
+    next(stream)  # the first chunk of text
+    status = {}
+    stopper = threading.Thread(target=lambda: status.setdefault("text", chat.stop()))
+    stopper.start()  # the Stop button: it waits until the generation has really ended
+    rest = list(stream)
+    stopper.join(timeout=10)
+    stats = chat.holder.engine.last_stats
+    assert stats.stopped and stats.new_tokens <= 3
+    assert "stopped" in status["text"] and "stopped" in rest[-1][3]
+    assert rest[-1][1].turns[0].answer, "the partial answer is kept in the conversation"
+
+
+def test_a_cancelled_event_stops_the_engine_and_keeps_the_history_consistent(chat, sample_video):
+    stream = chat.ask(str(sample_video), "Describe it.", 0, None, 8, 500, 0.0, 1.0, None)
+    next(stream)
+    messages, state, *_ = next(stream)
+    stream.close()  # what Gradio does to a running event it cancels
+    stats = chat.holder.engine.last_stats
+    assert stats.stopped and stats.new_tokens <= 3
+    assert state.turns == [Turn("Describe it.", messages[-1]["content"])]
+    assert chat._session(None).idle.is_set()
+
+
+def test_follow_up_reuses_the_cached_video(chat, sample_video, monkeypatch):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "What moves?", state=state)
+    calls = []
+    real_load = video_stage.load_video
+    monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    outputs, state = _ask(chat, str(sample_video), "And then?", state=state)
+    assert calls == [], "a follow-up must not decode the video again"
+    stats = chat.holder.engine.last_stats
+    assert stats.video_cached and stats.reused_tokens > stats.visual_tokens
+    assert [t.question for t in state.turns] == ["What moves?", "And then?"]
+    messages = outputs[-1][0]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert outputs[0][2] is not None and not isinstance(outputs[0][2], list), "the gallery is not resent"
+
+
+def test_changing_the_frames_or_trim_starts_a_new_conversation(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "What moves?", state=state)
+    _, other = _ask(chat, str(sample_video), "What moves?", state=state, frames=9)
+    assert len(other.turns) == 1 and other.frames == 9
+    _, trimmed = _ask(chat, str(sample_video), "What moves?", state=state, start=1.0, end=4.0)
+    assert len(trimmed.turns) == 1 and (trimmed.start, trimmed.end) == (1.0, 4.0)
+
+
+def test_the_trim_range_is_what_the_model_sees(chat, sample_video):
+    outputs, _ = _ask(chat, str(sample_video), "What moves?", start=2.0, end=4.0)
+    stamps = [float(caption[:-2]) for _, caption in outputs[0][2]]
+    assert 2.0 <= min(stamps) and max(stamps) <= 4.0
+    # the whole video, as typed in the End box after an upload, is the authors' untrimmed sampling
+    state = chat.on_video(str(sample_video))[3]
+    assert state.trim(0, 6.0) == (None, None)
+
+
+def test_bad_input_is_a_message_and_the_app_keeps_working(chat, sample_video, tmp_path):
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello, I am not a video")
+    with pytest.warns(UserWarning, match="notes.mp4"):
+        _, _, info, state, _, _ = chat.on_video(str(not_video))
+    assert "notes.mp4" in info and state == ChatState()
+    with pytest.raises(gr.Error, match="notes.mp4 is not a video"):
+        _ask(chat, str(not_video), "What?")
+    with pytest.raises(gr.Error, match="Upload a video"):
+        _ask(chat, None, "What?")
+    with pytest.raises(gr.Error, match="question"):
+        _ask(chat, str(sample_video), "  ")
+    with pytest.raises(gr.Error, match="past the end"):
+        _ask(chat, str(sample_video), "What?", start=1, end=60)
+    with pytest.raises(gr.Error, match="exceeds the model"):  # too long for the model's context
+        _ask(chat, str(sample_video), "What?", tokens=40_000)
+    outputs, state = _ask(chat, str(sample_video), "What?")  # still serving
+    assert len(state.turns) == 1
+
+
+def test_clear_forgets_the_conversation_and_the_cached_videos(chat, sample_video, monkeypatch):
+    _ask(chat, str(sample_video), "What moves?")
+    video, start, end, info, state, messages, gallery, status = chat.clear()
+    assert video is None and state == ChatState() and messages == [] and gallery == []
+    calls = []
+    real_load = video_stage.load_video
+    monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    _ask(chat, str(sample_video), "What moves?")
+    assert len(calls) == 1, "after Clear the video is decoded afresh"
+
+
+def test_api_handlers_stream_the_growing_answer(chat, sample_video):
+    answers = list(chat.api_ask(str(sample_video), "What happens?", 8, None, None, 10, 0.0, 1.0))
+    assert len(answers) >= 2 and all(b.startswith(a) for a, b in zip(answers, answers[1:]))
+    assert list(chat.api_caption(str(sample_video), 8, None, None, 4, 0.0, 1.0))
+    assert list(chat.api_ask_type(str(sample_video), "Camera Direction", 8, None, None, 4, 0.0, 1.0))
+    with pytest.raises(gr.Error, match="unknown question type"):
+        list(chat.api_ask_type(str(sample_video), "Astrology", 8, None, None, 4, 0.0, 1.0))
+
+
+def test_stop_flag_reaches_a_pickled_copy():
+    """On ZeroGPU the model runs in a forked worker that gets its arguments pickled."""
+    flag = StopFlag()
+    remote = pickle.loads(pickle.dumps(flag))
+    assert not remote.is_set()
+    flag.set()
+    assert remote.is_set()
+    flag.clear()
+    assert not remote.is_set()
+
+
+def test_gpu_duration_covers_64_frames():
+    from llava_video_app.engine import GenerationSettings
+
+    seconds = gpu_duration("v.mp4", "q", (), 64, None, None, GenerationSettings(max_new_tokens=1024), StopFlag())
+    assert 60 <= seconds <= 300
+
+
+def test_the_model_runs_through_the_gpu_wrapper(tiny_engine, sample_video):
+    wrapped = []
+
+    def gpu(fn):
+        def run(*args, **kwargs):
+            wrapped.append(args)
+            yield from fn(*args, **kwargs)
+        return run
+
+    chat = VideoChat(tiny_engine, gpu=gpu)
+    assert list(chat.api_ask(str(sample_video), "What?", 8, None, None, 3, 0.0, 1.0))
+    assert len(wrapped) == 1 and isinstance(wrapped[0][-1], StopFlag)
+
+
+def test_loading_state_and_a_failed_load(tmp_path):
+    holder = EngineHolder(AppConfig(model=str(tmp_path / "nowhere"), quant="fp32", device="cpu"))
+    chat = VideoChat(holder)
+    assert "Loading" in chat.status()
+    holder.load()  # fails: not a checkpoint
+    assert not holder.ready and "could not be loaded" in chat.status()
+    assert chat.loading_status()[1].active is False
+    with pytest.raises(gr.Error, match="could not be loaded"):
+        list(chat.api_ask("v.mp4", "What?"))
+
+
+def test_build_ui_wires_the_api_and_one_generation_at_a_time(tiny_engine):
+    demo = build_ui(tiny_engine)
+    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    for name in ("caption", "ask", "ask_type"):
+        assert fns[name].api_visibility == "public"
+        assert fns[name].concurrency_id == MODEL_EVENTS and fns[name].concurrency_limit == 1
+    model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
+    assert len(model_events) == 4  # the three endpoints and the UI's Ask
+    api = demo.get_api_info()["named_endpoints"]
+    assert [p["parameter_name"] for p in api["/ask"]["parameters"]][:2] == ["video", "question"]
+    assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
+    assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
+    assert set(api) == {"/caption", "/ask", "/ask_type"}, "UI events stay out of the public API"
+
+
+def test_command_line_flags(monkeypatch):
+    monkeypatch.setenv("LLAVA_VIDEO_FRAMES", "32")
+    config = parse_args(["--model", "/m", "--quant", "fp32", "--device", "cpu", "--port", "7999", "--frames", "16",
+                         "--output-dir", "out", "--mcp-server"])
+    assert (config.model, config.quant, config.device, config.port, config.frames) == ("/m", "fp32", "cpu", 7999, 16)
+    assert config.mcp_server and str(config.output_dir) == "out"
+    assert config.host == "127.0.0.1" and not config.share, "local only unless asked"
+    assert parse_args([]).frames == 32, "the environment fills what flags leave out"
+    assert parse_args(["--share", "--host", "0.0.0.0"]).share
