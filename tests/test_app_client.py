@@ -1,0 +1,133 @@
+"""The app as people run it: `python app.py` in a subprocess on a free local port, with the tiny
+checkpoint, driven over HTTP by gradio_client (upload, streamed answers, question types, bad input,
+the upload limit, one generation at a time)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import Status
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"app.py did not serve {url} in {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_checkpoint, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "LLAVA_VIDEO_MAX_NEW_TOKENS": "12", "LLAVA_VIDEO_MAX_UPLOAD_MB": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--model", str(tiny_checkpoint), "--quant", "fp32",
+                                 "--device", "cpu", "--port", str(port), "--frames", "8"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_named_endpoints_take_the_video_first(client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/caption", "/ask", "/ask_type"} <= set(api)
+    ask = [p["parameter_name"] for p in api["/ask"]["parameters"]]
+    assert ask[:2] == ["video", "question"]
+    assert ask[2:] == ["frames", "start", "end", "max_new_tokens", "temperature", "top_p"]
+    assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
+    assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
+
+
+def test_ask_streams_a_growing_answer(client, sample_video):
+    job = client.submit(handle_file(str(sample_video)), "What happens in the video?", api_name="/ask")
+    received = list(job)  # each item is the answer so far, as it streams
+    assert job.status().success
+    assert len(set(received)) >= 2, "several streamed updates"
+    assert all(b.startswith(a) for a, b in zip(received, received[1:]))
+    assert received[-1] == job.outputs()[-1]
+
+
+def test_a_question_type_task_and_a_trimmed_caption(client, sample_video):
+    answer = client.predict(handle_file(str(sample_video)), "Camera Direction", api_name="/ask_type")
+    assert isinstance(answer, str) and answer
+    caption = client.predict(handle_file(str(sample_video)), frames=8, start=1.0, end=3.0, max_new_tokens=4,
+                             api_name="/caption")
+    assert isinstance(caption, str)
+
+
+def test_bad_input_is_a_clear_error_and_the_app_keeps_serving(client, sample_video, tmp_path):
+    not_video = tmp_path / "holiday.mp4"
+    not_video.write_bytes(b"this is a text file with a video's name" * 10)
+    with pytest.raises(AppError, match="holiday.mp4 is not a video file"):
+        client.predict(handle_file(str(not_video)), "What?", api_name="/ask")
+    with pytest.raises(AppError, match="past the end"):
+        client.predict(handle_file(str(sample_video)), "What?", start=2.0, end=99.0, api_name="/ask")
+    with pytest.raises(AppError, match="unknown question type"):
+        client.predict(handle_file(str(sample_video)), "Astrology", api_name="/ask_type")
+    assert client.predict(handle_file(str(sample_video)), "Still there?", max_new_tokens=3, api_name="/ask")
+
+
+def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(1_500_000))  # the app runs with LLAVA_VIDEO_MAX_UPLOAD_MB=1
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        client.predict(handle_file(str(big)), "What?", api_name="/ask")
+
+
+def test_one_generation_at_a_time_and_the_others_see_their_place(client, sample_video):
+    video = handle_file(str(sample_video))
+    jobs = [client.submit(video, f"Describe everything, take {i}.", max_new_tokens=60, api_name="/ask")
+            for i in range(3)]
+    running_states = (Status.PROCESSING, Status.ITERATING)
+    waited_with_rank = False
+    deadline = time.monotonic() + 90
+    while not all(job.done() for job in jobs) and time.monotonic() < deadline:
+        # (the client's view of "running" lags a little, so overlap is not asserted here; the
+        # concurrency group itself is checked in test_ui.py)
+        statuses = [job.status() for job in jobs]
+        running = any(s.code in running_states for s in statuses)
+        if running and any(s.code == Status.IN_QUEUE and s.rank is not None for s in statuses):
+            waited_with_rank = True
+        time.sleep(0.01)
+    assert waited_with_rank, "requests wait in the queue, with their place, while one generates"
+    for job in jobs:
+        assert isinstance(job.result(timeout=60), str)
