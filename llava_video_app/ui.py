@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import contextvars
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -156,6 +158,14 @@ def _idle_event() -> threading.Event:
     return event
 
 
+_DONE = object()  # end of a generation's items
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
 @dataclass
 class _Session:
     stop: StopFlag = field(default_factory=StopFlag)
@@ -277,18 +287,49 @@ class VideoChat:
 
     def _answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
                 end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
-        """`_run_model` with user errors as gr.Error and a clean stop when the consumer goes away."""
-        stream = self._run_model_gpu(video, question, tuple(history), frames, start, end, settings, stop)
+        """`_run_model` in a thread of its own, so that the time Gradio takes per update never slows
+        the model: the chunks made meanwhile come out joined. User errors become gr.Error; when the
+        consumer goes away (a cancelled event), the model is stopped and waited for."""
+        items: queue.Queue = queue.Queue()
+
+        def produce() -> None:
+            stream = self._run_model_gpu(video, question, tuple(history), frames, start, end, settings, stop)
+            try:
+                for item in stream:
+                    items.put(item)
+            except BaseException as err:  # handed to the consumer, raised there
+                items.put(_Failed(err))
+            finally:
+                stream.close()
+                items.put(_DONE)
+
+        # copy_context: spaces.GPU finds the Gradio request in a context variable
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(produce,), name="generate",
+                                  daemon=True)
+        worker.start()
         finished = False
         try:
             with _user_errors(video):
-                for item in stream:
-                    yield item
-            finished = True
+                while not finished:
+                    batch = [items.get()]
+                    while not items.empty():
+                        batch.append(items.get_nowait())
+                    text = ""
+                    for item in batch:
+                        if item is _DONE:
+                            finished = True
+                        elif isinstance(item, _Failed):
+                            raise item.error
+                        elif isinstance(item, str):
+                            text += item
+                        else:
+                            yield item  # the GenerationStats
+                    if text:
+                        yield text
         finally:
             if not finished:
-                stop.set()  # first, so that a forked worker stops too before close() waits for it
-            stream.close()
+                stop.set()  # the engine checks it after every token (a forked ZeroGPU worker too)
+            worker.join()
 
     # status line
     def status(self, stats: GenerationStats | None = None) -> str:
@@ -388,6 +429,11 @@ class VideoChat:
         if len(conversation.turns) == len(history):  # the model ended at once: keep the turn anyway
             conversation.turns.append(Turn(question, answer))
         yield chat_messages(conversation.turns), conversation, gr.skip(), self.status(session.stats), gr.skip()
+
+    def new_conversation(self, state: ChatState | None) -> ChatState:
+        """The chat's own clear button: same video, no history."""
+        state = state or ChatState()
+        return ChatState(video=state.video, duration=state.duration)
 
     def stop(self, request: gr.Request | None = None) -> str:
         """Stop this tab's generation; returns the status line once it has stopped."""
@@ -500,7 +546,7 @@ def build_ui(chat: VideoChat | EngineHolder | Engine,
             with gr.Tab("Ask about a video", id="ask"):
                 with gr.Row():
                     with gr.Column(scale=2, min_width=320):
-                        video = gr.Video(label="Video", sources=["upload"], height=260, elem_id="video")
+                        video = gr.Video(label="Video", sources=["upload"], height=240, elem_id="video")
                         info = gr.Markdown(elem_id="video-info")
                         with gr.Row():
                             start = gr.Number(0, label="Start (s)", minimum=0, elem_id="start")
@@ -517,7 +563,7 @@ def build_ui(chat: VideoChat | EngineHolder | Engine,
                                                     label="Temperature", info="0 = greedy")
                             top_p = gr.Slider(0.05, 1, value=config.top_p, step=0.05, label="Top p")
                     with gr.Column(scale=3, min_width=420):
-                        chatbot = gr.Chatbot(label="Conversation", height=380, elem_id="chat",
+                        chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat",
                                              placeholder="The answer streams here.")
                         question = gr.Textbox(CAPTION_QUESTION, label="Question", lines=2, elem_id="question",
                                               placeholder="Ask about the video; follow-ups continue the chat")
@@ -525,8 +571,8 @@ def build_ui(chat: VideoChat | EngineHolder | Engine,
                             ask_btn = gr.Button("Ask", variant="primary", elem_id="ask")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                             clear_btn = gr.Button("Clear / new video", elem_id="clear")
-                gallery = gr.Gallery(label="Frames the model saw", columns=8, height=240, object_fit="contain",
-                                     elem_id="frames", allow_preview=True)
+                        gallery = gr.Gallery(label="Frames the model saw", columns=8, height=190,
+                                             object_fit="contain", elem_id="frames", allow_preview=True)
                 examples = [[str(ASSETS / name), name_task, question_for_task(name_task)]
                             for name, name_task in EXAMPLES if (ASSETS / name).is_file()]
                 if examples:
@@ -565,6 +611,7 @@ def build_ui(chat: VideoChat | EngineHolder | Engine,
         stop_btn.click(chat.stop, None, status, cancels=[asking], concurrency_limit=None, **private)
         clear_btn.click(chat.clear, None, [video, start, end, info, state, chatbot, gallery, status],
                         cancels=[asking], concurrency_limit=None, **private)
+        chatbot.clear(chat.new_conversation, state, state, **private)
         timer = gr.Timer(1.0, active=chat.holder.loading)
         timer.tick(chat.loading_status, None, [status, timer], **private)
         demo.load(chat.status, None, status, **private)

@@ -1,0 +1,123 @@
+"""The app in a real browser (Playwright + Debian's chromium, headless), over the tiny model: upload a
+video, pick a question type, watch the answer stream in, press Stop mid-answer, see the frames.
+
+The screenshot goes to the test's temporary folder; with UPDATE_SCREENSHOT=1 it also replaces
+assets/screenshot.png (the README's picture), so that ordinary runs leave the working tree alone.
+"""
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from llava_video_app.config import AppConfig
+from llava_video_app.engine import Engine
+from llava_video_app.prompts import question_type
+from llava_video_app.ui import VideoChat, build_ui, launch
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FRAMES = 16
+MAX_NEW_TOKENS = 1500  # long enough that Stop lands mid-answer
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed "
+                       "(apt-get install chromium; .ci/run does it)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tiny_model):
+    config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=FRAMES,
+                       max_new_tokens=MAX_NEW_TOKENS, port=_free_port())
+    chat = VideoChat(Engine(tiny_model, config))
+    demo = build_ui(chat)
+    launch(demo, config, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{config.port}/", chat
+    finally:
+        chat.forget_session(None)
+        demo.close()
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+
+
+def _answer_length(page) -> int:
+    bot = page.locator("#chat .bot")
+    return len(bot.last.inner_text()) if bot.count() else 0
+
+
+def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
+    url, chat = app_url
+    page.goto(url)
+    page.wait_for_selector("#ask")
+    assert "tiny" in page.inner_text("#status") or "fp32" in page.inner_text("#status")
+
+    # upload a video: its length fills the trim range
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    assert page.input_value("#end input") == "8"
+
+    # choose a question type: its example question fills the question box
+    page.click("#task input")
+    page.get_by_role("option", name="Camera Direction", exact=True).click()
+    example = question_type("Camera Direction").example
+    page.wait_for_function(f"document.querySelector('#question textarea').value === {example!r}")
+
+    # ask: tokens arrive, the answer grows
+    page.click("#ask")
+    page.wait_for_function("document.querySelectorAll('#chat .bot').length > 0 && "
+                           "document.querySelector('#chat .bot').innerText.length > 0", timeout=30_000)
+    first = _answer_length(page)
+    deadline = time.monotonic() + 20
+    while _answer_length(page) <= first and time.monotonic() < deadline:
+        time.sleep(0.1)
+    growing = _answer_length(page)
+    assert growing > first, "the answer should stream in"
+
+    # Stop mid-answer: the status says so and the text stops growing
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('stopped')", timeout=15_000)
+    stopped_at = _answer_length(page)
+    time.sleep(1.5)
+    assert _answer_length(page) == stopped_at, "no more text after Stop"
+    stats = chat.holder.engine.last_stats
+    assert stats.stopped and 0 < stats.new_tokens < MAX_NEW_TOKENS
+    status = page.inner_text("#status")
+    assert "tok/s" in status and "first token" in status
+
+    # the frames the model saw, each with its timestamp
+    page.wait_for_function(f"document.querySelectorAll('#frames img').length === {FRAMES}")
+    gallery = page.inner_text("#frames")
+    assert "0.00 s" in gallery and gallery.count(" s") >= FRAMES
+
+    # the question asked is in the chat, as the user's message
+    assert example in page.locator("#chat .user").first.inner_text()
+
+    shot = tmp_path / "screenshot.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size < 1_000_000
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        shutil.copy(shot, ROOT / "assets" / "screenshot.png")
