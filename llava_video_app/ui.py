@@ -330,6 +330,7 @@ class VideoChat:
             if not finished:
                 stop.set()  # the engine checks it after every token (a forked ZeroGPU worker too)
             worker.join()
+            stop.clear()  # its work is done (and a ZeroGPU marker file is removed)
 
     # status line
     def status(self, stats: GenerationStats | None = None) -> str:

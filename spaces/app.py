@@ -1,0 +1,60 @@
+"""The Hugging Face Space's entry point (`app_file: app.py`).
+
+The Space repository holds this file, README.md (the Space's YAML header) and requirements.txt from
+this folder, plus copies of `llava_video_app/` and `assets/` (see "Deploy as a Space" in the main
+README). On ZeroGPU hardware `spaces.GPU` wraps the one function that runs the model, with a
+duration computed per request (`ui.gpu_duration`: 98 s for 64 frames and 1024 new tokens); where the
+`spaces` package is absent (locally, in tests, on CPU) the same code runs without it.
+
+Settings come from the Space's variables (LLAVA_VIDEO_MODEL, LLAVA_VIDEO_QUANT, LLAVA_VIDEO_FRAMES,
+...). Defaults: LLaVA-Video-7B-Qwen2 in 4-bit on a GPU Space; in bf16 on ZeroGPU (70 GB slice).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Mapping
+
+try:
+    import spaces  # first: on ZeroGPU it patches torch before anything touches CUDA
+except ImportError:
+    spaces = None
+
+HERE = Path(__file__).resolve().parent
+for _root in (HERE, HERE.parent):  # the Space repository's root, or this repository's (spaces/ is in it)
+    if (_root / "llava_video_app").is_dir():
+        sys.path.insert(0, str(_root))
+        break
+
+from llava_video_app.config import DEFAULT_MODEL, AppConfig  # noqa: E402
+from llava_video_app.ui import EngineHolder, VideoChat, build_ui, gpu_duration, launch  # noqa: E402
+
+
+def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
+    return spaces is not None and bool(environ.get("SPACES_ZERO_GPU"))
+
+
+def space_config(environ: Mapping[str, str] = os.environ) -> AppConfig:
+    """The Space's variables; on ZeroGPU, where this process sees no GPU until a spaces.GPU function
+    runs, the 7B model on "cuda" in bf16 unless the variables say otherwise."""
+    config = AppConfig.from_env(environ)
+    if on_zero_gpu(environ):
+        config = config.with_overrides(model=config.model or DEFAULT_MODEL, device=config.device or "cuda",
+                                       quant=config.quant or "bf16")
+    return config
+
+
+def gpu_wrapper():
+    """spaces.GPU with the per-request duration, or None (run as is) without the spaces package."""
+    return spaces.GPU(duration=gpu_duration) if spaces is not None else None
+
+
+config = space_config()
+# Loaded at start-up, before any ZeroGPU worker is forked from this process (they inherit it).
+holder = EngineHolder(config).load()
+demo = build_ui(VideoChat(holder, gpu=gpu_wrapper()))
+
+if __name__ == "__main__":
+    launch(demo, config, server_name=None, server_port=None)  # the Space sets GRADIO_SERVER_NAME/PORT

@@ -1,0 +1,100 @@
+"""The Hugging Face Space in spaces/: its YAML header, its requirements, and its app.py importing and
+building the UI over the tiny checkpoint, without the `spaces` package and with a stand-in for it
+(ZeroGPU)."""
+
+import importlib.util
+import pickle
+import re
+import sys
+import types
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import yaml
+
+from llava_video_app.config import DEFAULT_MODEL
+from llava_video_app.engine import GenerationSettings
+from llava_video_app.ui import gpu_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = ROOT / "spaces"
+HARDWARE = {"cpu-basic", "cpu-upgrade", "t4-small", "t4-medium", "l4x1", "l4x4", "a10g-small", "a10g-large",
+            "a10g-largex2", "a10g-largex4", "a100-large"}
+
+
+def _header() -> dict:
+    text = (SPACE / "README.md").read_text()
+    match = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    assert match, "the Space README starts with a YAML header between --- lines"
+    return yaml.safe_load(match.group(1))
+
+
+def test_space_header():
+    header = _header()
+    assert header["sdk"] == "gradio"
+    assert header["sdk_version"] == gr.__version__, "pinned to the gradio the tests run with"
+    assert re.fullmatch(r"3\.\d+(\.\d+)?", str(header["python_version"]))
+    assert (SPACE / header["app_file"]).is_file()
+    assert header["suggested_hardware"] in HARDWARE
+    assert DEFAULT_MODEL in header["models"] and DEFAULT_MODEL in header["preload_from_hub"]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return {re.split(r"[=<>!~]", line)[0].lower(): line for line in lines if line}
+
+
+def test_space_requirements_match_the_project():
+    project, space = _pins(ROOT / "requirements.txt"), _pins(SPACE / "requirements.txt")
+    assert "gradio" not in space, "the Space installs gradio from sdk_version"
+    assert {name: spec for name, spec in project.items() if not name.startswith("gradio")} == space
+
+
+def _load_space_app(monkeypatch, tiny_checkpoint, **env):
+    for name, value in {"LLAVA_VIDEO_MODEL": str(tiny_checkpoint), "LLAVA_VIDEO_QUANT": "fp32",
+                        "LLAVA_VIDEO_DEVICE": "cpu", "LLAVA_VIDEO_FRAMES": "8",
+                        "LLAVA_VIDEO_MAX_NEW_TOKENS": "4", **env}.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("space_app", SPACE / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ask(demo: gr.Blocks, video) -> list[str]:
+    fn = next(f for f in demo.fns.values() if f.api_name == "ask").fn
+    return list(fn(str(video), "What happens?"))
+
+
+def test_space_app_builds_the_ui_without_the_spaces_package(monkeypatch, tiny_checkpoint, sample_video):
+    monkeypatch.setitem(sys.modules, "spaces", None)  # `import spaces` fails, as off Hugging Face
+    module = _load_space_app(monkeypatch, tiny_checkpoint)
+    assert module.spaces is None and module.gpu_wrapper() is None
+    assert isinstance(module.demo, gr.Blocks) and module.holder.ready
+    api = module.demo.get_api_info()["named_endpoints"]
+    assert {"/caption", "/ask", "/ask_type"} <= set(api)
+    assert _ask(module.demo, sample_video)
+
+
+def test_space_app_on_zero_gpu_wraps_the_model_in_spaces_gpu(monkeypatch, tiny_checkpoint, sample_video):
+    calls = []
+
+    def GPU(fn=None, duration=60):  # noqa: N802 - the stand-in for spaces.GPU
+        def wrap(task):
+            def run(*args, **kwargs):
+                calls.append(duration(*args, **kwargs) if callable(duration) else duration)
+                # the real one hands the arguments to a forked worker, pickled
+                args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))
+                yield from task(*args, **kwargs)
+            return run
+        return wrap(fn) if fn is not None else wrap
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
+    module = _load_space_app(monkeypatch, tiny_checkpoint, SPACES_ZERO_GPU="true")
+    assert module.on_zero_gpu()
+    assert _ask(module.demo, sample_video)
+    assert calls == [gpu_duration("v", "q", (), 8, None, None, GenerationSettings(max_new_tokens=4), None)]
+    zero = module.space_config({"SPACES_ZERO_GPU": "true"})
+    assert (zero.model, zero.device, zero.quant) == (DEFAULT_MODEL, "cuda", "bf16")
+    assert module.space_config({}).device is None, "off ZeroGPU the hardware decides"
