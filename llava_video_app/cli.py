@@ -189,6 +189,24 @@ def tiny_checkpoint(
                f"  llava-video ask VIDEO.mp4 'What happens?' --model {path} --quant fp32 --device cpu")
 
 
+@app.command("app")
+def app_command(
+    model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
+    frames: Optional[int] = FramesOpt,
+    host: Optional[str] = typer.Option(None, "--host", help="Address to serve on (default 127.0.0.1: this machine only)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
+    share: Optional[bool] = typer.Option(None, "--share", help="Also serve on a public gradio.live link."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Where generated data is written."),
+    mcp_server: Optional[bool] = typer.Option(None, "--mcp-server", help="Also serve the API as an MCP server "
+                                              "(needs gradio's mcp extra)."),
+) -> None:
+    """The web app, as `python app.py`: upload a video, pick a task, watch the answer stream."""
+    from .ui import run_app
+
+    run_app(load_config(model=model, quant=quant, device=device, frames=frames, host=host, port=port, share=share,
+                        output_dir=output_dir, mcp_server=mcp_server))
+
+
 # --- synthetic data: `synth` and `dataset` (llava_video_app/synth.py, dataset.py) -------------------
 
 @app.command()

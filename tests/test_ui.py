@@ -263,3 +263,18 @@ def test_command_line_flags(monkeypatch):
     assert config.host == "127.0.0.1" and not config.share, "local only unless asked"
     assert parse_args([]).frames == 32, "the environment fills what flags leave out"
     assert parse_args(["--share", "--host", "0.0.0.0"]).share
+
+
+def test_llava_video_app_command(monkeypatch):
+    from typer.testing import CliRunner
+
+    from llava_video_app import cli, ui
+
+    started = []
+    monkeypatch.setattr(ui, "run_app", started.append)
+    result = CliRunner().invoke(cli.app, ["app", "--model", "/m", "--quant", "fp32", "--device", "cpu",
+                                          "--port", "7999", "--frames", "16", "--mcp-server"])
+    assert result.exit_code == 0, result.output
+    (config,) = started
+    assert (config.model, config.port, config.frames, config.mcp_server) == ("/m", 7999, 16, True)
+    assert config.host == "127.0.0.1" and not config.share
