@@ -172,6 +172,12 @@ def test_bad_input_is_a_message_and_the_app_keeps_working(chat, sample_video, tm
         _ask(chat, str(sample_video), "What?", start=1, end=60)
     with pytest.raises(gr.Error, match="exceeds the model"):  # too long for the model's context
         _ask(chat, str(sample_video), "What?", tokens=40_000)
+    with pytest.raises(gr.Error, match="contains no frame"):  # too short a range (frames every 0.1 s)
+        _ask(chat, str(sample_video), "What?", start=1.01, end=1.05)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(gr.Error, match="empty.mp4 is empty"):
+        _ask(chat, str(empty), "What?")
     outputs, state = _ask(chat, str(sample_video), "What?")  # still serving
     assert len(state.turns) == 1
 
@@ -278,3 +284,27 @@ def test_llava_video_app_command(monkeypatch):
     (config,) = started
     assert (config.model, config.port, config.frames, config.mcp_server) == ("/m", 7999, 16, True)
     assert config.host == "127.0.0.1" and not config.share
+
+
+def test_mcp_server_without_its_extra_is_a_clear_message(tiny_engine):
+    import importlib.util
+
+    from llava_video_app.ui import launch
+
+    if importlib.util.find_spec("mcp") is not None:
+        pytest.skip("gradio's mcp extra is installed here")
+    with pytest.raises(SystemExit, match=r"gradio\[mcp\]"):
+        launch(build_ui(tiny_engine), AppConfig(mcp_server=True), prevent_thread_lock=True)
+
+
+def test_stop_in_one_tab_leaves_another_tabs_answer_alone(chat, sample_video):
+    from types import SimpleNamespace
+
+    tab_a, tab_b = SimpleNamespace(session_hash="a"), SimpleNamespace(session_hash="b")
+    stream = chat.ask(str(sample_video), "Describe it.", 0, None, 8, 60, 0.0, 1.0, None, tab_a)
+    next(stream)
+    next(stream)
+    chat.stop(tab_b)  # another tab's Stop
+    rest = list(stream)
+    assert not chat.holder.engine.last_stats.stopped
+    assert "stopped" not in rest[-1][3]
