@@ -128,6 +128,7 @@ def main() -> None:
     videos = {"10 min": cached_video(args.cache, 600, args.gop, args.noise),
               "60 s": cached_video(args.cache, 60, args.gop, args.noise)}
     results = []
+    load_before = os.getloadavg()  # other work on the machine skews timings: recorded with them
     for label, path in videos.items():
         for method in METHODS.values():  # warm-up: file in the page cache, libraries loaded
             method(path, args.frames)
@@ -149,7 +150,7 @@ def main() -> None:
             row["speedup_vs_naive"] = round(base / row["median_s"], 2)
 
     print(f"\n{args.frames} frames -> {SIZE[0]}x{SIZE[1]}, median of {args.repeats}, {device()['cores_used']} cores, "
-          f"keyframe every {args.gop} frames")
+          f"keyframe every {args.gop} frames, load average before/after {load_before[0]:.2f}/{os.getloadavg()[0]:.2f}")
     print(f"| video  | method{' ' * 46}| median s | min s  | vs (a) | pixel diff |")
     print(f"|--------|{'-' * 52}|----------|--------|--------|------------|")
     for row in results:
@@ -159,6 +160,8 @@ def main() -> None:
     report = {
         "benchmark": "video_decode", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "device": device(), "versions": versions(),
+        "load_average_1_5_15min": {"before": [round(x, 2) for x in load_before],
+                                   "after": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"frames": args.frames, "size": SIZE, "repeats": args.repeats, "gop": args.gop, "noise": args.noise,
                      "decode_workers": video_stage._workers(args.frames)},
         "results": results,

@@ -440,8 +440,10 @@ class _PyAVSource:
         if missing:
             raise UnreadableVideoError(f"{self.path} is damaged or truncated: frame {missing[0]} of "
                                        f"{self.total_frames} is not in the file")
-        frames = _parallel(indices, lambda chunk: _pyav_decode(self.path, chunk, pts, keys, size))
-        return frames
+        try:
+            return _parallel(indices, lambda chunk: _pyav_decode(self.path, chunk, pts, keys, size))
+        except (av.error.FFmpegError, OSError) as err:
+            raise UnreadableVideoError(f"{self.path} could not be decoded: {_ffmpeg_reason(err)}") from None
 
     def close(self) -> None:
         pass
@@ -492,8 +494,8 @@ def _pyav_decode(path: str, indices: list[int], pts: list[int], keys: list[int],
                     index = index_of.get(frame.pts)
                     if index is not None:
                         position = index
-                        if frame.pts in wanted:
-                            out.setdefault(index, frame.to_ndarray(**convert))
+                        if frame.pts in wanted and index not in out:
+                            out[index] = frame.to_ndarray(**convert)
                 while pending and pending[0] in out:
                     pending.pop(0)
                 if not pending or pending[0] <= position:
