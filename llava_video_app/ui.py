@@ -13,8 +13,8 @@ it after every token) and cancels the event; it also reaches a forked ZeroGPU wo
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import contextvars
+import importlib.util
 import os
 import queue
 import sys
@@ -585,7 +585,7 @@ def build_ui(chat: VideoChat | EngineHolder | Engine,
         with gr.Column(visible=False):
             api_video = gr.File(label="video", type="filepath")
             api_question = gr.Textbox(label="question")
-            api_task = gr.Textbox(label="task", value="Camera Direction")
+            api_task = gr.Textbox(label="task")
             api_frames = gr.Number(config.frames, label="frames", precision=0)
             api_start = gr.Number(None, label="start")
             api_end = gr.Number(None, label="end")

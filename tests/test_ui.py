@@ -257,6 +257,7 @@ def test_build_ui_wires_the_api_and_one_generation_at_a_time(tiny_engine):
     assert [p["parameter_name"] for p in api["/ask"]["parameters"]][:2] == ["video", "question"]
     assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
     assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
+    assert not any(p["parameter_has_default"] for p in api["/ask_type"]["parameters"][:2])
     assert set(api) == {"/caption", "/ask", "/ask_type"}, "UI events stay out of the public API"
 
 
