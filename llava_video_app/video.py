@@ -487,6 +487,12 @@ def _pyav_decode(path: str, indices: list[int], pts: list[int], keys: list[int],
                     context.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted else "NONREF"
                 try:
                     decoded = packet.decode()
+                    if _last_of_span(packet.pts, wanted, index_of, pending, keys):
+                        # Drain now rather than decode the packets after it that the decoder wants
+                        # before it lets this frame out (B-frame reordering); the next target needs
+                        # a seek anyway.
+                        decoded += context.decode(None)
+                        packets = None
                 except av.error.FFmpegError as err:  # a damaged packet: the decoder conceals what it can
                     log.debug("%s: packet at pts %s: %s", path, packet.pts, err)
                     continue
@@ -498,6 +504,8 @@ def _pyav_decode(path: str, indices: list[int], pts: list[int], keys: list[int],
                             out[index] = frame.to_ndarray(**convert)
                 while pending and pending[0] in out:
                     pending.pop(0)
+                if packets is None:
+                    break  # drained
                 if not pending or pending[0] <= position:
                     break  # done, or the next target was missed: seek back
                 if _key_before(keys, pending[0]) > position + 1:
@@ -508,6 +516,17 @@ def _pyav_decode(path: str, indices: list[int], pts: list[int], keys: list[int],
                     raise UnreadableVideoError(f"{path} is damaged or truncated: frame {pending[0]} of "
                                                f"{len(pts)} could not be decoded")
     return np.stack([out[i] for i in indices])
+
+
+def _last_of_span(stamp: int | None, wanted: dict[int, int], index_of: dict[int, int], pending: list[int],
+                  keys: list[int]) -> bool:
+    """Whether the packet just sent is a wanted frame after which nothing else is wanted before the
+    next keyframe (no pending target before it, the next one past a keyframe)."""
+    if stamp is None or stamp not in wanted:
+        return False
+    sent = index_of[stamp]
+    following = next((i for i in pending if i != sent), None)
+    return following is None or _key_before(keys, following) > sent
 
 
 def _key_before(keys: list[int], index: int) -> int:
