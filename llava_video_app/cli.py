@@ -77,10 +77,13 @@ def _resolve_question(question: Optional[str], question_type: Optional[str]) -> 
 
 def _run(config: AppConfig, video: Path, question: str, start: Optional[float], end: Optional[float]) -> None:
     from .engine import Engine, GenerationSettings
+    from .video import probe_video, sample_indices
 
     stop = threading.Event()
     try:
         settings = GenerationSettings.from_config(config)
+        info = probe_video(video)  # a bad file or range fails here, before minutes of model loading
+        sample_indices(info.total_frames, info.fps, num_frames=config.frames, start=start, end=end)
         engine = Engine.from_config(config, progress=_progress)
         clip = engine.load_clip(video, start=start, end=end)
         for chunk in engine.stream(clip, question, settings=settings, stop=stop):

@@ -210,7 +210,7 @@ class Engine:
                 # Prefill in chunks: activation memory is bounded by the chunk, not by 13K visual tokens.
                 for chunk_start in range(0, embeds.shape[1], PREFILL_CHUNK):
                     out = model.lm(inputs_embeds=embeds[:, chunk_start:chunk_start + PREFILL_CHUNK],
-                                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+                                   cache=cache, use_cache=True, logits_to_keep=1)
                 token = _sample(out.logits[0, -1], settings, generator)
             stats.time_to_first_token_s = time.perf_counter() - started
             for _ in range(settings.max_new_tokens):
@@ -226,7 +226,7 @@ class Engine:
                 if stats.new_tokens >= settings.max_new_tokens:
                     break
                 with self._lock, torch.inference_mode():
-                    out = model.lm(input_ids=torch.tensor([[token]], device=model.device), past_key_values=cache,
+                    out = model.lm(input_ids=torch.tensor([[token]], device=model.device), cache=cache,
                                    use_cache=True)
                     fed.append(token)
                     token = _sample(out.logits[0, -1], settings, generator)
