@@ -528,6 +528,312 @@ class VideoChat:
         yield from self.api_ask(video, question, frames, start, end, max_new_tokens, temperature, top_p)
 
 
+# --- "Generate synthetic QA": the panel over synth.py ----------------------------------------------------
+
+SYNTH_COLUMNS = ["keep", "type", "question", "answer"]
+_STAGE_LABEL = {"level1": "level-1 window", "level2": "level-2 window", "level3": "level-3 (whole video)"}
+
+
+def _secs(x: float) -> str:
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def _level_text(descriptions: Sequence[Any], partial: tuple[float, float, str] | None = None) -> str:
+    """The descriptions of one level, each under its time span; `partial` = the one being written."""
+    parts = [f"[{_secs(d.start)}-{_secs(d.end)} s] {d.text}" for d in descriptions]
+    if partial is not None:
+        parts.append(f"[{_secs(partial[0])}-{_secs(partial[1])} s] {partial[2]}")
+    return "\n\n".join(parts)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "y", "x", "✓", "checked")
+    try:
+        return bool(value) and value == value  # NaN (an empty pandas cell) is not ticked
+    except Exception:
+        return bool(value)
+
+
+def _table_rows(table: Any) -> list[list[Any]]:
+    """The Dataframe's value as rows: a pandas DataFrame, a {"data": ...} dict or a list of lists."""
+    if table is None:
+        return []
+    if hasattr(table, "values") and hasattr(table, "columns"):  # pandas
+        return [list(row) for row in table.values.tolist()]
+    if isinstance(table, dict):
+        return [list(row) for row in table.get("data") or []]
+    return [list(row) for row in table]
+
+
+@dataclass
+class _SynthSession:
+    stop: StopFlag = field(default_factory=StopFlag)
+    idle: threading.Event = field(default_factory=_idle_event)
+
+
+class SynthPanel:
+    """Handlers of the "Generate synthetic QA" tab, over `synth.synthesize` with the chat's engine.
+    Results are saved under `out_dir` (default: the config's output_dir)."""
+
+    def __init__(self, chat: VideoChat | EngineHolder | Engine, out_dir: str | os.PathLike | None = None):
+        self.chat = chat if isinstance(chat, VideoChat) else VideoChat(chat)
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(self.chat.config.output_dir)
+        self._sessions: dict[str, _SynthSession] = {}
+        self._lock = threading.Lock()
+        self.api_description_tokens: int | None = None  # /synth's limits; None = synth.py's (512, 256)
+        self.api_qa_tokens: int | None = None
+
+    def _session(self, request: gr.Request | None) -> _SynthSession:
+        key = getattr(request, "session_hash", None) or "local"
+        with self._lock:
+            return self._sessions.setdefault(key, _SynthSession())
+
+    @staticmethod
+    def _check_video(video: str | None) -> str | None:
+        """None when the video is usable, else the message to show."""
+        if not video:
+            return "Upload a video first."
+        try:
+            video_stage.probe_video(video)
+        except VideoError as err:
+            return f"Not a usable video: {str(err).replace(str(video), Path(video).name)}"
+        except (OSError, ValueError) as err:
+            return f"Not a usable video: {Path(video).name}: {err}"
+        return None
+
+    def _options(self, types: Sequence[str] | None, description_tokens: float | None, qa_tokens: float | None):
+        from . import synth
+
+        kwargs: dict[str, Any] = {}
+        if types is not None:
+            kwargs["types"] = tuple(types)
+        if description_tokens:
+            kwargs["description_settings"] = synth._settings(int(description_tokens))
+        if qa_tokens:
+            kwargs["qa_settings"] = synth._settings(int(qa_tokens))
+        return synth.SynthOptions(**kwargs)
+
+    def events(self, video: str, types: Sequence[str] | None, description_tokens: float | None,
+               qa_tokens: float | None, stop: threading.Event | None) -> Iterator[Any]:
+        """synth.synthesize over the engine, after checking the input (gr.Error on bad input)."""
+        from . import synth
+
+        message = self._check_video(video)
+        if message:
+            raise gr.Error(message)
+        with _user_errors(video):
+            options = self._options(types, description_tokens, qa_tokens)
+        engine = self.chat.holder.get()
+        with _user_errors(video):
+            yield from synth.synthesize(engine, video, options, video_root=Path(video).parent, stop=stop)
+
+    def generate(self, video: str | None, types: Sequence[str] | None, description_tokens: float | None = None,
+                 qa_tokens: float | None = None, request: gr.Request | None = None) -> Iterator[tuple]:
+        """Generate button. Yields (progress, level 1, level 2, level 3, table, result): the progress
+        line per model call, the descriptions as they are written, at the end the QA table and the
+        SynthResult (for Save). Bad input: a warning and a message in the progress line."""
+        skip = gr.skip()
+        if types is not None and len(types) == 0:
+            gr.Warning("Tick at least one question type.")
+            yield "Tick at least one question type.", skip, skip, skip, skip, skip
+            return
+        message = self._check_video(video)
+        if message:
+            gr.Warning(message)
+            yield message, skip, skip, skip, skip, skip
+            return
+        session = self._session(request)
+        session.stop.clear()
+        session.idle.clear()
+        levels: dict[int, list[Any]] = {1: [], 2: [], 3: []}
+        level_of = {"level1": 1, "level2": 2, "level3": 3}
+        progress, partial, options_types = "Loading the video…", "", tuple(types or ())
+        try:
+            yield progress, "", "", "", [], None
+            try:
+                events = self.events(video, types, description_tokens, qa_tokens, session.stop)
+                for event in events:
+                    if event.kind == "plan":
+                        calls = event.plan.calls
+                        progress = (f"{event.total_steps} model calls: {calls['level1']} level-1, "
+                                    f"{calls['level2']} level-2, 1 level-3, {calls['qa']} QA")
+                        yield progress, skip, skip, skip, skip, skip
+                    elif event.kind == "step":
+                        partial = ""
+                        if event.stage == "qa":
+                            names = options_types or tuple(t.name for t in QUESTION_TYPES)
+                            what = (f"QA: {names[event.index]}" if len(names) > event.index and
+                                    event.total_steps else "QA")
+                        else:
+                            start, end = event.window
+                            what = f"{_STAGE_LABEL[event.stage]} {_secs(start)}-{_secs(end)} s"
+                        progress = f"step {event.step}/{event.total_steps}: {what}"
+                        yield progress, skip, skip, skip, skip, skip
+                    elif event.kind == "chunk" and event.stage in level_of:
+                        partial += event.text
+                        n = level_of[event.stage]
+                        out = [skip, skip, skip]
+                        out[n - 1] = _level_text(levels[n], (*event.window, partial))
+                        yield progress, *out, skip, skip
+                    elif event.kind == "description":
+                        n = event.description.level
+                        levels[n].append(event.description)
+                        out = [skip, skip, skip]
+                        out[n - 1] = _level_text(levels[n]) if n < 3 else event.description.text
+                        yield progress, *out, skip, skip
+                    elif event.kind == "stopped":
+                        yield f"Stopped at {progress}.", skip, skip, skip, skip, skip
+                        return
+                    elif event.kind == "done":
+                        result = event.result
+                        rejects = ", ".join(f"{k} {v}" for k, v in sorted(result.rejects.items())) or "none"
+                        done = (f"Done: {len(result.pairs)} QA pairs ({result.mc_skipped} open-ended only), "
+                                f"rejected: {rejects}. Edit the table, untick rows to drop, then Save.")
+                        yield done, skip, skip, skip, self.table(result), result
+            except gr.Error as err:
+                gr.Warning(err.message)
+                yield str(err.message), skip, skip, skip, skip, skip
+        finally:
+            session.idle.set()
+            session.stop.clear()
+
+    @staticmethod
+    def table(result: Any) -> list[list[Any]]:
+        return [[p.keep, p.question_type, p.question, p.answer] for p in result.pairs]
+
+    def pairs_from_table(self, result: Any, table: Any) -> list[Any]:
+        """The edited pairs: row i is result.pairs[i] with the table's keep/type/question/answer; an
+        answer that was changed drops the multiple-choice options (they were made for the old one);
+        rows added at the end become new open-ended pairs."""
+        from . import synth
+        from .prompts import question_type as find_type
+
+        pairs = []
+        for i, row in enumerate(_table_rows(table)):
+            row = (row + [None] * 4)[:4]
+            keep, qtype, question, answer = row
+            question = "" if question is None else str(question)
+            answer = "" if answer is None else str(answer)
+            base = result.pairs[i] if i < len(result.pairs) else None
+            try:
+                qtype = find_type(str(qtype)).name
+            except (KeyError, ValueError):
+                if base is None:
+                    continue
+                qtype = base.question_type
+            if base is not None and answer.strip() == base.answer.strip():
+                correct, wrong = base.correct_option, list(base.wrong_options)
+            else:
+                correct, wrong = None, []
+            pairs.append(synth.QAPair(qtype, question, answer, correct, wrong, keep=_truthy(keep)))
+        return pairs
+
+    def save(self, result: Any, table: Any) -> str:
+        """Save button: this video's records with the table's edits (unticked rows removed) into the
+        output folder. Returns where and how many."""
+        from . import dataset as ds
+        from . import synth
+
+        if result is None:
+            gr.Warning("Nothing to save yet: generate first.")
+            return "Nothing to save yet: generate first."
+        pairs = self.pairs_from_table(result, table)
+        written = synth.save_edited_pairs(self.out_dir, result, pairs)
+        counts = {task: len(result.records(pairs)[task]) for task in ds.TASKS}
+        kept = sum(1 for p in pairs if p.keep)
+        files = ", ".join(sorted(written)) or "no split files"
+        return (f"Saved to {self.out_dir.resolve()}: {counts.get('cap', 0)} caption, {counts.get('oe', 0)} "
+                f"open-ended, {counts.get('mc', 0)} multiple-choice records ({kept} of {len(pairs)} pairs kept) "
+                f"in {files}; manifest videos/{result.video_id}.json")
+
+    def download(self) -> str | None:
+        """Download button: the whole output folder as a zip (JSON arrays + manifests)."""
+        from . import synth
+
+        if not self.out_dir.is_dir():
+            gr.Warning("Nothing saved yet in the output folder.")
+            return None
+        return str(synth.export_run(self.out_dir))
+
+    def stop(self, request: gr.Request | None = None) -> str:
+        session = self._session(request)
+        session.stop.set()
+        session.idle.wait(timeout=10)
+        return "Stopped."
+
+    def api_synth(self, video: str) -> Iterator[str]:
+        """Synthetic instruction data for a video (the LLaVA-Video-178K recipe): level-1/2/3
+        descriptions, then QA pairs of the 16 question types. Streams progress lines, then the final
+        JSON: {"caption", "pairs", "records": {"cap", "oe", "mc"}, "summary"}.
+
+        Args:
+            video: the video file (mp4, webm, mov, ...).
+        """
+        import json
+
+        progress = ""
+        for event in self.events(video, None, self.api_description_tokens, self.api_qa_tokens, StopFlag()):
+            if event.kind == "step":
+                progress = f"step {event.step}/{event.total_steps}: {event.stage}"
+                yield progress
+            elif event.kind == "done":
+                result = event.result
+                yield json.dumps({"caption": result.caption, "pairs": [p.to_dict() for p in result.pairs],
+                                  "records": result.records(), "summary": result.summary()}, ensure_ascii=False)
+
+
+def synth_tab(chat: VideoChat, out_dir: str | os.PathLike | None = None) -> SynthPanel:
+    """The "Generate synthetic QA" tab (an `extra_tabs` entry of build_ui) and the /synth endpoint."""
+    panel = SynthPanel(chat, out_dir)
+    model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
+    private = dict(api_visibility="private")
+    with gr.Tab("Generate synthetic QA", id="synth"):
+        gr.Markdown("Make training data for the video: 10 s level-1 descriptions, 30 s level-2, the level-3 "
+                    "caption, then QA pairs of the ticked types. Review the table, then Save.")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                video = gr.Video(label="Video", sources=["upload"], height=220, elem_id="synth-video")
+                types = gr.CheckboxGroup([t.name for t in QUESTION_TYPES], value=[t.name for t in QUESTION_TYPES],
+                                         label="Question types", elem_id="synth-types")
+                with gr.Accordion("Settings", open=False):
+                    desc_tokens = gr.Slider(16, 2048, value=512, step=1, label="Max new tokens per description")
+                    qa_tokens = gr.Slider(16, 1024, value=256, step=1, label="Max new tokens per QA call")
+                with gr.Row():
+                    gen_btn = gr.Button("Generate", variant="primary", elem_id="synth-generate")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="synth-stop")
+                progress = gr.Textbox(label="Progress", interactive=False, elem_id="synth-progress")
+            with gr.Column(scale=3, min_width=420):
+                level1 = gr.Textbox(label="Level-1 descriptions (10 s windows)", lines=5, max_lines=12,
+                                    interactive=False, elem_id="synth-level1")
+                level2 = gr.Textbox(label="Level-2 descriptions (30 s windows)", lines=4, max_lines=10,
+                                    interactive=False, elem_id="synth-level2")
+                level3 = gr.Textbox(label="Level-3: the detailed caption", lines=4, max_lines=10,
+                                    interactive=False, elem_id="synth-level3")
+        table = gr.Dataframe(headers=SYNTH_COLUMNS, datatype=["bool", "str", "str", "str"], column_count=(4, "fixed"),
+                             interactive=True, wrap=True, label="QA pairs (edit; untick to drop)",
+                             elem_id="synth-table")
+        result = gr.State(None)
+        with gr.Row():
+            save_btn = gr.Button("Save", elem_id="synth-save")
+            download_btn = gr.Button("Download (zip)", elem_id="synth-download")
+        saved = gr.Markdown(elem_id="synth-saved")
+        zip_file = gr.File(label="Download", interactive=False, elem_id="synth-zip")
+        generating = gen_btn.click(panel.generate, [video, types, desc_tokens, qa_tokens],
+                                   [progress, level1, level2, level3, table, result], show_progress="minimal",
+                                   **model_event, **private)
+        stop_btn.click(panel.stop, None, progress, cancels=[generating], concurrency_limit=None, **private)
+        save_btn.click(panel.save, [result, table], saved, concurrency_limit=None, **private)
+        download_btn.click(panel.download, None, zip_file, concurrency_limit=None, **private)
+        # /synth: a hidden input and output, the growing progress then the JSON.
+        with gr.Column(visible=False):
+            api_video = gr.File(label="video", type="filepath")
+            api_out = gr.Textbox(label="result")
+            api_trigger = gr.Button()
+        api_trigger.click(panel.api_synth, api_video, api_out, api_name="synth", **model_event)
+    return panel
+
+
 # --- layout ------------------------------------------------------------------------------------------
 
 def build_ui(chat: VideoChat | EngineHolder | Engine,
@@ -660,7 +966,7 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
 def run_app(config: AppConfig) -> None:
     """Serve at once, load the model in the background (its progress shows in the status line)."""
     holder = EngineHolder(config).start()
-    launch(build_ui(VideoChat(holder)), config)
+    launch(build_ui(VideoChat(holder), extra_tabs=[synth_tab]), config)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

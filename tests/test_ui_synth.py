@@ -1,0 +1,149 @@
+"""The "Generate synthetic QA" panel's handlers over the tiny engine: streamed progress and level
+texts, the QA table, edits saved to the output folder, Stop, bad input, the wiring. The model is
+random: QA calls are answered by a script (the descriptions come from the tiny model), and only
+structure is checked."""
+
+import json
+import re
+import threading
+
+import gradio as gr
+import pytest
+
+from llava_video_app import dataset as ds
+from llava_video_app import synth
+from llava_video_app.prompts import QUESTION_TYPES
+from llava_video_app.sample_videos import make_video
+from llava_video_app.ui import MODEL_EVENTS, SYNTH_COLUMNS, SynthPanel, VideoChat, build_ui, synth_tab
+
+TYPES = ["Temporal", "Camera Direction", "Count"]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return str(make_video(tmp_path_factory.mktemp("synth-videos") / "clip.mp4", seconds=12, fps=5, size=(160, 120)))
+
+
+@pytest.fixture
+def panel(tiny_engine, tmp_path):
+    """Descriptions from the tiny model; each QA call answered with a valid JSON object of its type."""
+    text_call = tiny_engine.stream_text
+
+    def stream_text(question, *args, **kwargs):
+        found = re.search(r'of the type "([^"]+)"', question)
+        if not found:
+            yield from text_call(question, *args, **kwargs)
+            return
+        qtype = found.group(1)
+        yield json.dumps({"Dimension": qtype, "Question": f"What about {qtype.lower()} in the video?",
+                          "Answer": f"The {qtype.lower()} answer.", "Correct Option": "Option one",
+                          "Wrong Options": ["Option two", "Option three", "Option four"]})
+
+    tiny_engine.stream_text = stream_text
+    return SynthPanel(VideoChat(tiny_engine), out_dir=tmp_path / "out")
+
+
+def _generate(panel, video, types=TYPES, tokens=4):
+    return list(panel.generate(video, types, tokens, 64))
+
+
+def _value(outputs, column):
+    """The last value given to a column (gr.skip() updates are not values)."""
+    values = [o[column] for o in outputs if not isinstance(o[column], dict)]
+    return values[-1] if values else None
+
+
+def test_generate_streams_progress_levels_and_ends_with_a_table(panel, video):
+    outputs = _generate(panel, video)
+    assert all(len(o) == 6 for o in outputs)
+    progress = [o[0] for o in outputs]
+    steps = [p for p in progress if p.startswith("step ")]
+    # 12 s: 2 level-1 windows (0-10, 10-12), 1 level-2, 1 level-3, 3 QA calls = 7 steps
+    assert steps[0] == "step 1/7: level-1 window 0-10 s"
+    assert "step 2/7: level-1 window 10-12 s" in steps
+    assert any(p.startswith("step 3/7: level-2 window") for p in steps)
+    assert "step 5/7: QA: Temporal" in steps and steps[-1] == "step 7/7: QA: Count"
+    assert progress[-1].startswith("Done: 3 QA pairs")
+    level1 = _value(outputs, 1)
+    assert level1.startswith("[0-10 s]") and "[10-12 s]" in level1
+    assert _value(outputs, 2).startswith("[0-12 s]")
+    assert isinstance(_value(outputs, 3), str)
+    table, result = outputs[-1][4], outputs[-1][5]
+    assert [row[1] for row in table] == TYPES and all(row[0] is True and len(row) == 4 for row in table)
+    assert isinstance(result, synth.SynthResult) and len(result.level(1)) == 2
+
+
+def test_edits_and_unticks_are_saved_and_downloadable(panel, video):
+    outputs = _generate(panel, video)
+    table, result = [list(r) for r in outputs[-1][4]], outputs[-1][5]
+    table[0][0] = False  # untick Temporal
+    table[1][3] = "It pans to the left."  # new answer for Camera Direction
+    message = panel.save(result, table)
+    assert str(panel.out_dir.resolve()) in message and "2 open-ended" in message
+    records = {r["question_type"]: r for _, r in ds.iter_records(panel.out_dir) if r["task"] == "oe"}
+    assert set(records) == {"Camera Direction", "Count"}
+    assert records["Camera Direction"]["conversations"][1]["value"] == "It pans to the left."
+    mc = [r for _, r in ds.iter_records(panel.out_dir) if r["task"] == "mc"]
+    assert [r["question_type"] for r in mc] == ["Count"], "an edited answer drops its old options"
+    manifest = json.loads(synth.manifest_path(panel.out_dir, result.video_id).read_text())
+    assert manifest["status"] == "done"
+    # a pandas table (what gr.Dataframe gives) works too; re-ticking brings Temporal back
+    import pandas as pd
+
+    table[0][0] = True
+    panel.save(result, pd.DataFrame(table, columns=SYNTH_COLUMNS))
+    assert {r["question_type"] for _, r in ds.iter_records(panel.out_dir) if r["task"] == "oe"} == {
+        "Temporal", "Camera Direction", "Count"}
+    zip_path = panel.download()
+    assert zip_path.endswith(".zip")
+    import zipfile
+
+    assert any(n.startswith("videos/") for n in zipfile.ZipFile(zip_path).namelist())
+
+
+def test_stop_ends_the_generation(panel, video):
+    gen = panel.generate(video, TYPES, 64, 64)
+    first = [next(gen) for _ in range(3)]
+    assert first[-1][0].startswith("step 1/")
+    threading.Thread(target=panel.stop).start()
+    rest = list(gen)
+    assert rest[-1][0].startswith("Stopped at step")
+    assert not any(o[5] is not None and not isinstance(o[5], dict) for o in rest), "no result after Stop"
+
+
+def test_bad_input_is_a_message(panel, tmp_path):
+    for video, words in ((None, "Upload a video"), ("", "Upload a video")):
+        outputs = list(panel.generate(video, TYPES, 4, 4))
+        assert len(outputs) == 1 and words in outputs[0][0]
+    junk = tmp_path / "notes.mp4"
+    junk.write_text("not a video")
+    outputs = list(panel.generate(str(junk), TYPES, 4, 4))
+    assert outputs[-1][0].startswith("Not a usable video") and "notes.mp4" in outputs[-1][0]
+    assert str(tmp_path) not in outputs[-1][0]
+    assert "Tick at least one" in list(panel.generate(str(junk), [], 4, 4))[0][0]
+    assert "generate first" in panel.save(None, [])
+    with pytest.raises(gr.Error):
+        list(panel.api_synth(None))
+
+
+def test_api_synth_streams_progress_then_json(panel, video):
+    panel.api_description_tokens, panel.api_qa_tokens = 4, 64
+    outputs = list(panel.api_synth(video))
+    assert outputs[0] == "step 1/20: level1" and outputs[-2] == "step 20/20: qa"  # 2 + 1 + 1 + 16 calls
+    final = json.loads(outputs[-1])
+    assert set(final) == {"caption", "pairs", "records", "summary"}
+    assert len(final["pairs"]) == 16 and len(final["records"]["oe"]) == 16
+    assert {p["question_type"] for p in final["pairs"]} == {t.name for t in QUESTION_TYPES}
+
+
+def test_build_ui_wires_the_tab_and_the_synth_endpoint(tiny_engine, tmp_path):
+    demo = build_ui(tiny_engine, extra_tabs=[lambda chat: synth_tab(chat, tmp_path)])
+    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    assert fns["synth"].concurrency_id == MODEL_EVENTS and fns["synth"].concurrency_limit == 1
+    model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
+    assert len(model_events) == 6  # ask, the three endpoints, Generate, /synth
+    api = demo.get_api_info()["named_endpoints"]
+    assert set(api) == {"/caption", "/ask", "/ask_type", "/synth"}
+    assert [p["parameter_name"] for p in api["/synth"]["parameters"]] == ["video"]
+    stops = [fn for fn in demo.fns.values() if fn.cancels]
+    assert len(stops) >= 3  # Ask's Stop and Clear, Generate's Stop
