@@ -29,7 +29,7 @@ for _root in (HERE, HERE.parent):  # the Space repository's root, or this reposi
         break
 
 from llava_video_app.config import DEFAULT_MODEL, AppConfig  # noqa: E402
-from llava_video_app.ui import EngineHolder, VideoChat, build_ui, gpu_duration, launch  # noqa: E402
+from llava_video_app.ui import EngineHolder, VideoChat, build_ui, gpu_duration, launch, synth_tab  # noqa: E402
 
 
 def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
@@ -54,7 +54,7 @@ def gpu_wrapper():
 config = space_config()
 # Loaded at start-up, before any ZeroGPU worker is forked from this process (they inherit it).
 holder = EngineHolder(config).load()
-demo = build_ui(VideoChat(holder, gpu=gpu_wrapper()))
+demo = build_ui(VideoChat(holder, gpu=gpu_wrapper()), extra_tabs=[synth_tab])
 
 if __name__ == "__main__":
     launch(demo, config, server_name=None, server_port=None)  # the Space sets GRADIO_SERVER_NAME/PORT
