@@ -139,12 +139,12 @@ def write_random_weights(outdir: Path, config: dict[str, Any], vision_config: di
     holding the whole model in memory; `device="cuda"` makes the random numbers faster.
     """
     from safetensors.torch import save_file
-    from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+    from transformers import Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
-    lm_fields = {k: v for k, v in config.items() if k in Qwen2Config().to_dict()
-                 and k not in ("architectures", "model_type", "torch_dtype")}
+    from .model import qwen2_config
+
     with torch.device("meta"):
-        lm = Qwen2ForCausalLM(Qwen2Config(**lm_fields))
+        lm = Qwen2ForCausalLM(qwen2_config(config, "sdpa"))
         tower = SiglipVisionModel(SiglipVisionConfig(**vision_config))
     shapes: dict[str, torch.Size] = {k: v.shape for k, v in lm.state_dict().items() if not k.endswith("inv_freq")}
     # The authors delete the tower's last layer and its head before training, so neither is saved.
