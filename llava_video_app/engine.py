@@ -199,6 +199,7 @@ class Engine:
         generator.seed()
         detok = _IncrementalDecoder(model.tokenizer)
         kv, fed = self._take_kv(), list(ids)
+        cache = None
         try:
             with self._lock, torch.inference_mode():
                 reused = _prefix_length(kv, visual_key, ids, visual)
@@ -240,7 +241,7 @@ class Engine:
             stats.total_s = time.perf_counter() - started
             if cuda:
                 stats.peak_vram_gib = torch.cuda.max_memory_allocated(model.device) / 2**30
-            if "cache" in locals():
+            if cache is not None:
                 self._kv = _KVState(visual_key, fed, cache)
             self.last_stats = stats
 
