@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Sequence
@@ -24,6 +25,7 @@ from .prompts import Turn, build_prompt
 from .video import VideoClip
 
 PREFILL_CHUNK = 2048  # tokens per prefill forward pass
+STATIC_CACHE_MIN = 4096  # static KV caches come in power-of-two sizes from here: one compile per size
 
 
 @dataclass
@@ -98,6 +100,8 @@ class Engine:
         self._features = _LRU(self.config.cache_videos)
         self._kv: _KVState | None = None
         self._lock = threading.RLock()  # one forward pass on the GPU at a time
+        self._decoder = CompiledDecoder(model) if self.config.compile else None
+        self._static_cache = self.config.compile  # compiled steps need fixed-size KV tensors
         self.last_stats: GenerationStats | None = None
 
     @classmethod
@@ -109,7 +113,28 @@ class Engine:
         model = LlavaVideoModel.load(resolved.model, quant=resolved.quant, device=resolved.device,
                                      pool_mode=resolved.pool_mode, attn_implementation=resolved.attn_implementation,
                                      progress=progress)
-        return cls(model, resolved)
+        engine = cls(model, resolved)
+        if engine._decoder is not None:
+            if progress:
+                progress("Compiling the decode step (once per start, about a minute on a GPU) ...")
+            engine.warm_up()
+        return engine
+
+    def warm_up(self, frames: int | None = None) -> None:
+        """Compile the decode step for the static cache size a request with `frames` frames uses, so
+        that the first question does not pay for it (a no-op without --compile)."""
+        if self._decoder is None:
+            return
+        frames = frames or self.config.frames
+        visual = self.model.layout.visual_tokens(frames)
+        ids = self.model.tokenize(build_prompt("Warm-up.", with_video=False))
+        with self._lock, torch.inference_mode():
+            # Created under inference_mode as in _generate: the compiled graph's guards tell the two apart.
+            cache = self._new_cache(visual + 256 + self.config.max_new_tokens)  # 256: room for the prompt text
+            self.model.lm(inputs_embeds=self.model.embed(ids, None), cache=cache, use_cache=True, logits_to_keep=1)
+        for _ in range(3):  # compile, then record and replay the CUDA graph
+            with self._lock:
+                self._decoder(torch.tensor([[ids[-1]]], device=self.model.device), cache)
 
     @property
     def model_id(self) -> str:
@@ -202,12 +227,18 @@ class Engine:
         cache = None
         try:
             with self._lock, torch.inference_mode():
+                needed = total + settings.max_new_tokens
+                if kv is not None and _capacity(kv.cache) < needed:
+                    kv = None  # a static cache too small for this request: start afresh
                 reused = _prefix_length(kv, visual_key, ids, visual)
                 stats.reused_tokens = reused
                 embeds = model.embed(ids, visual)[:, reused:]
-                cache = kv.cache if kv is not None and reused else _new_cache()
                 if kv is not None and reused:
-                    cache.crop(reused - cache.get_seq_length())
+                    cache = kv.cache
+                    cache.crop(reused - int(cache.get_seq_length()))
+                else:
+                    kv = None  # let the old cache go before the new one is allocated
+                    cache = self._new_cache(needed)
                 # Prefill in chunks: activation memory is bounded by the chunk, not by 13K visual tokens.
                 for chunk_start in range(0, embeds.shape[1], PREFILL_CHUNK):
                     out = model.lm(inputs_embeds=embeds[:, chunk_start:chunk_start + PREFILL_CHUNK],
@@ -226,11 +257,10 @@ class Engine:
                     break
                 if stats.new_tokens >= settings.max_new_tokens:
                     break
-                with self._lock, torch.inference_mode():
-                    out = model.lm(input_ids=torch.tensor([[token]], device=model.device), cache=cache,
-                                   use_cache=True)
+                with self._lock:
+                    logits = self._decode_step(torch.tensor([[token]], device=model.device), cache)
                     fed.append(token)
-                    token = _sample(out.logits[0, -1], settings, generator)
+                    token = _sample(logits, settings, generator)
             tail = detok.flush()
             if tail:
                 yield tail
@@ -244,6 +274,26 @@ class Engine:
             if cache is not None:
                 self._kv = _KVState(visual_key, fed, cache)
             self.last_stats = stats
+
+    def _decode_step(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Next-token logits for one fed-back token."""
+        if self._decoder is not None:
+            return self._decoder(input_ids, cache)
+        with torch.inference_mode():
+            return self.model.lm(input_ids=input_ids, cache=cache, use_cache=True).logits[0, -1]
+
+    def _new_cache(self, needed: int):
+        """A KV cache for `needed` positions: dynamic (grows as needed), or static for the compiled
+        decoder, sized to the next power of two so that few sizes (each one compile) ever occur."""
+        if not self._static_cache:
+            from transformers import DynamicCache
+
+            return DynamicCache()
+        from transformers import StaticCache
+
+        limit = int(self.model.config.get("max_position_embeddings", 32768))
+        size = min(max(STATIC_CACHE_MIN, 1 << (needed - 1).bit_length()), max(limit, needed))
+        return StaticCache(config=self.model.lm.config, max_cache_len=size)
 
     def _take_kv(self) -> _KVState | None:
         """Hand the stored KV cache to this generation (it owns it until it stores its own back)."""
@@ -293,10 +343,37 @@ def _clip_key(clip: VideoClip) -> Hashable:
     return (*_file_identity(Path(clip.path)), tuple(clip.frame_indices), clip.frames.shape)
 
 
-def _new_cache():
-    from transformers import DynamicCache
+class CompiledDecoder:
+    """One decode step (one token in, next-token logits out) through torch.compile over a static
+    KV cache; on a GPU in "reduce-overhead" mode, so each step is one CUDA graph replay instead of
+    hundreds of kernel launches from Python (what makes eager 4-bit decoding slow at batch size 1).
 
-    return DynamicCache()
+    Prefill stays eager: its shapes change with every prompt. All steps run on one thread of their
+    own because CUDA graph trees are per thread, and the app calls the engine from many threads.
+    """
+
+    def __init__(self, model: LlavaVideoModel):
+        self.cuda = model.device.type == "cuda"
+        self._step = torch.compile(model.lm.__call__, fullgraph=True, dynamic=False,
+                                   mode="reduce-overhead" if self.cuda else None)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="decode-step")
+
+    def __call__(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        return self._thread.submit(self._run, input_ids, cache).result()
+
+    def _run(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        with torch.inference_mode():
+            if self.cuda:
+                torch.compiler.cudagraph_mark_step_begin()
+            out = self._step(input_ids=input_ids, cache=cache, use_cache=True)
+            # A CUDA graph's outputs are overwritten by its next replay: keep a copy.
+            return out.logits[0, -1].clone()
+
+
+def _capacity(cache: Any) -> int:
+    """Positions a KV cache can hold (unbounded for a dynamic cache)."""
+    sizes = [getattr(layer, "max_cache_len", None) for layer in getattr(cache, "layers", [])]
+    return min(sizes) if sizes and None not in sizes else 1 << 62
 
 
 def _prefix_length(kv: _KVState | None, visual_key: Hashable | None, ids: list[int], visual: torch.Tensor | None) -> int:
@@ -318,7 +395,7 @@ def _prefix_length(kv: _KVState | None, visual_key: Hashable | None, ids: list[i
         else:
             positions += 1
     total = sum(visual_len if t == IMAGE_TOKEN_INDEX else 1 for t in ids)
-    positions = min(positions, total - 1, kv.cache.get_seq_length())
+    positions = min(positions, total - 1, int(kv.cache.get_seq_length()))
     # Never cut through the visual block: it is all or nothing.
     if IMAGE_TOKEN_INDEX in ids:
         at = ids.index(IMAGE_TOKEN_INDEX)

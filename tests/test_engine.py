@@ -101,3 +101,45 @@ def test_inspect_plans_the_7b_input_without_loading_anything(sample_video):
     assert plan["visual_tokens"] == 64 * 210 == 13_440
     assert plan["newline_position"] == "grid" and plan["pool_mode"] == "bilinear"
     assert plan["prompt"].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<image>")
+
+
+@pytest.mark.slow
+def test_compiled_decoding_over_a_static_cache_gives_the_eager_answers(tiny_engine, sample_video):
+    """--compile: the same greedy answers as the eager path, follow-ups still served from the (now
+    static) KV cache, and a second question of the same size compiles nothing new."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    compiled = Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, compile=True))
+    compiled.warm_up()  # what the app does at start-up
+    graphs = counters["stats"]["unique_graphs"]
+    settings = GenerationSettings(max_new_tokens=10)
+    first = compiled.ask(sample_video, "What moves?", settings=settings)
+    assert first == tiny_engine.ask(sample_video, "What moves?", settings=settings)
+    assert compiled._kv.cache.layers[0].max_cache_len == 4096  # the smallest static size
+
+    history = [Turn("What moves?", first)]
+    second = compiled.ask(sample_video, "Which way?", history, settings=settings)
+    assert compiled.last_stats.reused_tokens > compiled.last_stats.visual_tokens
+    assert second == tiny_engine.ask(sample_video, "Which way?", history, settings=settings)
+    assert compiled.ask_text("Write one question.", settings=settings) == tiny_engine.ask_text(
+        "Write one question.", settings=settings)
+    assert counters["stats"]["unique_graphs"] == graphs  # warmed-up cache size: nothing compiled on use
+
+
+def test_a_static_cache_too_small_for_the_next_request_is_replaced(tiny_engine, sample_video, monkeypatch):
+    import dataclasses
+
+    from llava_video_app import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "STATIC_CACHE_MIN", 256)
+    # eager steps over a static cache: the cache logic without paying for a compile
+    static = Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, compile=True))
+    static._decoder = None
+    first = static.ask(sample_video, "What moves?", settings=GenerationSettings(max_new_tokens=4))
+    small = static._kv.cache
+    assert small.layers[0].max_cache_len == 256
+    static.ask(sample_video, "Which way?", [Turn("What moves?", first)], settings=GenerationSettings(max_new_tokens=300))
+    assert static.last_stats.reused_tokens == 0  # the small cache could not hold it
+    assert static._kv.cache is not small and static._kv.cache.layers[0].max_cache_len > 256

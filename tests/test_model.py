@@ -102,6 +102,21 @@ def test_4bit_nf4_loads_and_runs_on_cpu(tiny_checkpoint):
     assert engine.last_stats.prompt_tokens > 0 and engine.last_stats.time_to_first_token_s > 0
 
 
+@pytest.mark.slow
+def test_4bit_decoding_compiles_as_one_graph_and_answers_as_eager(tiny_checkpoint):
+    """--compile on the 4-bit model: the bitsandbytes layers trace into one graph (fullgraph=True
+    raises otherwise) and the greedy answer is the eager one."""
+    from llava_video_app.config import AppConfig
+    from llava_video_app.engine import Engine, GenerationSettings
+
+    model = LlavaVideoModel.load(str(tiny_checkpoint), quant="4bit", device="cpu")
+    settings = GenerationSettings(max_new_tokens=8, ignore_eos=True)
+    eager = Engine(model, AppConfig(frames=4)).ask_text("Say hi.", settings=settings)
+    compiled = Engine(model, AppConfig(frames=4, compile=True))
+    assert compiled.ask_text("Say hi.", settings=settings) == eager
+    assert compiled.last_stats.new_tokens == 8
+
+
 def test_not_a_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="no config.json"):
         LlavaVideoModel.load(str(tmp_path), quant="fp32", device="cpu")
