@@ -22,6 +22,7 @@ shared between threads.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import math
 import os
@@ -406,7 +407,7 @@ class _PyAVSource:
     def __init__(self, path: str | os.PathLike, probe: _Probe, *, forced: bool):
         self.path, self.probe, self.forced = str(path), probe, forced
         self.width, self.height, self.fps = probe.width, probe.height, probe.fps
-        self._table: tuple[list[int], list[int]] | None = None
+        self._table: tuple[Sequence[int], Sequence[int]] | None = None
         # the container's count if it states one (decord's len(vr) too), else the packets counted
         self.total_frames = probe.frames or len(self._frame_table()[0])
         if self.total_frames < 1:
@@ -416,22 +417,15 @@ class _PyAVSource:
                 raise UnreadableVideoError(f"{self.path} states no frame rate and no duration")
             self.fps = self.total_frames / probe.seconds
 
-    def _frame_table(self) -> tuple[list[int], list[int]]:
+    def _frame_table(self) -> tuple[Sequence[int], Sequence[int]]:
         """(pts of every frame in presentation order, indices of the keyframes)."""
         if self._table is None:
-            packets: list[tuple[int, bool]] = []
             try:
-                with av.open(self.path, metadata_errors="ignore") as container:
-                    stream = container.streams.video[0]
-                    for packet in _until_error(container.demux(stream)):  # truncated: keep what is there
-                        stamp = packet.pts if packet.pts is not None else packet.dts
-                        if packet.size and stamp is not None:
-                            packets.append((stamp, packet.is_keyframe))
-            except (av.error.FFmpegError, OSError) as err:
-                raise UnreadableVideoError(f"{self.path} could not be read: {_ffmpeg_reason(err)}") from None
-            packets.sort()
-            keys = [i for i, (_, key) in enumerate(packets) if key] or [0]
-            self._table = ([pts for pts, _ in packets], keys)
+                st = os.stat(self.path)
+            except OSError as err:
+                raise UnreadableVideoError(f"{self.path} could not be read: {err.strerror}") from None
+            # Keyed by the file's identity: a replaced file (new mtime or size) is read afresh.
+            self._table = _read_frame_table(self.path, st.st_mtime_ns, st.st_size)
         return self._table
 
     def read(self, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
@@ -449,7 +443,27 @@ class _PyAVSource:
         pass
 
 
-def _pyav_decode(path: str, indices: list[int], pts: list[int], keys: list[int],
+@functools.lru_cache(maxsize=8)
+def _read_frame_table(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Demux (not decode) the whole file once: a long video's table costs a read of the whole file,
+    so the last few are kept for the next sampling of the same video (other frame counts, trims,
+    the synthesis pass at 1 fps)."""
+    packets: list[tuple[int, bool]] = []
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            for packet in _until_error(container.demux(stream)):  # truncated: keep what is there
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if packet.size and stamp is not None:
+                    packets.append((stamp, packet.is_keyframe))
+    except (av.error.FFmpegError, OSError) as err:
+        raise UnreadableVideoError(f"{path} could not be read: {_ffmpeg_reason(err)}") from None
+    packets.sort()
+    keys = tuple(i for i, (_, key) in enumerate(packets) if key) or (0,)
+    return tuple(pts for pts, _ in packets), keys  # shared by later readers: immutable
+
+
+def _pyav_decode(path: str, indices: list[int], pts: Sequence[int], keys: Sequence[int],
                  size: tuple[int, int] | None) -> np.ndarray:
     """Decode sorted `indices`: seek to the keyframe before each target when that skips work, decode
     forward, skip non-reference frames that are not wanted (nothing depends on them), and convert
@@ -519,7 +533,7 @@ def _pyav_decode(path: str, indices: list[int], pts: list[int], keys: list[int],
 
 
 def _last_of_span(stamp: int | None, wanted: dict[int, int], index_of: dict[int, int], pending: list[int],
-                  keys: list[int]) -> bool:
+                  keys: Sequence[int]) -> bool:
     """Whether the packet just sent is a wanted frame after which nothing else is wanted before the
     next keyframe (no pending target before it, the next one past a keyframe)."""
     if stamp is None or stamp not in wanted:
@@ -529,7 +543,7 @@ def _last_of_span(stamp: int | None, wanted: dict[int, int], index_of: dict[int,
     return following is None or _key_before(keys, following) > sent
 
 
-def _key_before(keys: list[int], index: int) -> int:
+def _key_before(keys: Sequence[int], index: int) -> int:
     """The last keyframe at or before `index` (the first keyframe if there is none)."""
     return keys[max(0, bisect.bisect_right(keys, index) - 1)]
 

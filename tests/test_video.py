@@ -129,6 +129,23 @@ def test_pyav_seeking_and_frame_skipping_match_a_plain_sequential_decode(videos,
     assert np.array_equal(clip.frames, np.stack([every[i] for i in clip.frame_indices]))
 
 
+def test_a_file_replaced_in_place_is_read_afresh_not_from_the_remembered_frame_table(tmp_path, monkeypatch):
+    """PyAV remembers each file's frame table (a whole-file read); a new file under the same name
+    must not be decoded with the old table."""
+    monkeypatch.setenv("LLAVA_VIDEO_DECODER", "pyav")
+    path = make_video(tmp_path / "clip.mp4", seconds=2, fps=25, size=(160, 120), pattern="index", gop=10)
+    first = load_video(path, num_frames=8, size=None)
+    assert first.total_frames == 50 and [read_index(f) for f in first.frames] == first.frame_indices
+    again = load_video(path, num_frames=5, size=None)  # same file, another sampling: the table is reused
+    assert [read_index(f) for f in again.frames] == again.frame_indices == authors(0, 49, 5)
+
+    replacement = make_video(tmp_path / "other.mp4", seconds=3, fps=25, size=(160, 120), pattern="index", gop=7)
+    replacement.replace(path)
+    second = load_video(path, num_frames=8, size=None)
+    assert second.total_frames == 75
+    assert [read_index(f) for f in second.frames] == second.frame_indices == authors(0, 74, 8)
+
+
 def test_scaled_decode_returns_the_models_input_size(videos, decoder):
     clip = load_video(videos["square"], num_frames=8)
     assert clip.frames.shape == (8, 384, 384, 3) and clip.frames.dtype == np.uint8
