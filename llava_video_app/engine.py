@@ -102,6 +102,7 @@ class Engine:
         self._lock = threading.RLock()  # one forward pass on the GPU at a time
         self._decoder = CompiledDecoder(model) if self.config.compile else None
         self._static_cache = self.config.compile  # compiled steps need fixed-size KV tensors
+        self._static: Any = None  # the one static KV cache, reused (see _new_cache)
         self.last_stats: GenerationStats | None = None
 
     @classmethod
@@ -283,17 +284,25 @@ class Engine:
             return self.model.lm(input_ids=input_ids, cache=cache, use_cache=True).logits[0, -1]
 
     def _new_cache(self, needed: int):
-        """A KV cache for `needed` positions: dynamic (grows as needed), or static for the compiled
-        decoder, sized to the next power of two so that few sizes (each one compile) ever occur."""
+        """An empty KV cache for `needed` positions: dynamic (grows as needed), or, for the compiled
+        decoder, the engine's one static cache. That one is emptied and reused while it is large
+        enough, because the compiled graph (and its recorded CUDA graph) is bound to the size and
+        the memory addresses of the cache; it is replaced by the next power of two above `needed`
+        only when too small, so few sizes, each one compile, ever occur."""
         if not self._static_cache:
             from transformers import DynamicCache
 
             return DynamicCache()
+        if self._static is not None and _capacity(self._static) >= needed:
+            self._static.reset()
+            return self._static
         from transformers import StaticCache
 
+        self._static = None  # free the small one before allocating
         limit = int(self.model.config.get("max_position_embeddings", 32768))
         size = min(max(STATIC_CACHE_MIN, 1 << (needed - 1).bit_length()), max(limit, needed))
-        return StaticCache(config=self.model.lm.config, max_cache_len=size)
+        self._static = StaticCache(config=self.model.lm.config, max_cache_len=size)
+        return self._static
 
     def _take_kv(self) -> _KVState | None:
         """Hand the stored KV cache to this generation (it owns it until it stores its own back)."""
@@ -306,7 +315,7 @@ class Engine:
         with self._lock:
             self._clips.clear()
             self._features.clear()
-            self._kv = None
+            self._kv = None  # the static cache stays: the compiled decoder is bound to its addresses
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
 

@@ -123,8 +123,11 @@ def test_compiled_decoding_over_a_static_cache_gives_the_eager_answers(tiny_engi
     second = compiled.ask(sample_video, "Which way?", history, settings=settings)
     assert compiled.last_stats.reused_tokens > compiled.last_stats.visual_tokens
     assert second == tiny_engine.ask(sample_video, "Which way?", history, settings=settings)
+    cache = compiled._kv.cache
+    compiled.clear()  # a new conversation: the same static cache is emptied and reused
     assert compiled.ask_text("Write one question.", settings=settings) == tiny_engine.ask_text(
         "Write one question.", settings=settings)
+    assert compiled._kv.cache is cache
     assert counters["stats"]["unique_graphs"] == graphs  # warmed-up cache size: nothing compiled on use
 
 
