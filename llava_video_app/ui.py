@@ -47,7 +47,8 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("square.mp4", TASK_CAPTION),
 )
 
-Gpu = Callable[[Callable[..., Any]], Callable[..., Any]]
+# gpu(task, duration) -> task run on a GPU (spaces.GPU on ZeroGPU); duration(*args) = seconds to ask for
+Gpu = Callable[[Callable[..., Any], Callable[..., int]], Callable[..., Any]]
 
 
 def question_for_task(task: str | None) -> str:
@@ -249,6 +250,45 @@ def gpu_duration(video: str, question: str, history: Sequence[Turn], frames: int
     return int(min(300, 30 + 0.25 * frames + settings.max_new_tokens / 20))
 
 
+def synth_call_duration(clip: VideoClip | None, question: str, history: Sequence[Turn],
+                        settings: GenerationSettings | None, stop: StopFlag | None) -> int:
+    """Seconds of ZeroGPU time for one model call of the synthesis recipe (a 10-frame level-1
+    description with 512 tokens: 48 s; a 256-token QA call: 32 s), on the same terms as gpu_duration."""
+    frames = len(clip.frame_indices) if clip is not None else 0
+    tokens = (settings or GenerationSettings()).max_new_tokens
+    return int(min(300, 20 + 0.25 * frames + tokens / 20))
+
+
+class EngineOnGpu:
+    """The engine as synth.synthesize uses it, with each model call in a GPU slot of its own
+    (spaces.GPU on ZeroGPU) and the video decoding outside. One slot per call, not per video: a
+    video's recipe is tens of calls, longer than the longest slot ZeroGPU grants, and between calls
+    the GPU goes back to the queue."""
+
+    def __init__(self, engine: Engine, gpu: Gpu):
+        self._engine = engine
+        self.model_id, self.quant = engine.model_id, engine.quant
+        self.load_clip = engine.load_clip
+        self._call = gpu(self._run, synth_call_duration)
+
+    def _run(self, clip: VideoClip | None, question: str, history: Sequence[Turn],
+             settings: GenerationSettings | None, stop: StopFlag | None) -> Iterator[str]:
+        if clip is None:
+            yield from self._engine.stream_text(question, history, settings=settings, stop=stop)
+        else:
+            yield from self._engine.stream(clip, question, history, settings=settings, stop=stop)
+
+    def stream(self, video: VideoClip, question: str, history: Sequence[Turn] = (), *,
+               settings: GenerationSettings | None = None, stop: StopFlag | None = None) -> Iterator[str]:
+        if not isinstance(video, VideoClip):  # a file: decode here, not in the GPU slot
+            video = self._engine.load_clip(video)
+        return self._call(video, question, tuple(history), settings, stop)
+
+    def stream_text(self, question: str, history: Sequence[Turn] = (), *, settings: GenerationSettings | None = None,
+                    stop: StopFlag | None = None) -> Iterator[str]:
+        return self._call(None, question, tuple(history), settings, stop)
+
+
 # --- the handlers ----------------------------------------------------------------------------------
 
 class VideoChat:
@@ -260,7 +300,8 @@ class VideoChat:
         self.config = self.holder.config
         self._sessions: dict[str, _Session] = {}
         self._sessions_lock = threading.Lock()
-        self._run_model_gpu = gpu(self._run_model) if gpu is not None else self._run_model
+        self.gpu = gpu
+        self._run_model_gpu = gpu(self._run_model, gpu_duration) if gpu is not None else self._run_model
 
     # sessions
     def _session(self, request: gr.Request | None) -> _Session:
@@ -625,6 +666,8 @@ class SynthPanel:
         with _user_errors(video):
             options = self._options(types, description_tokens, qa_tokens)
         engine = self.chat.holder.get()
+        if self.chat.gpu is not None:
+            engine = EngineOnGpu(engine, self.chat.gpu)
         with _user_errors(video):
             yield from synth.synthesize(engine, video, options, video_root=Path(video).parent, stop=stop)
 

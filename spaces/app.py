@@ -2,9 +2,10 @@
 
 The Space repository holds this file, README.md (the Space's YAML header) and requirements.txt from
 this folder, plus copies of `llava_video_app/` and `assets/` (see "Deploy as a Space" in the main
-README). On ZeroGPU hardware `spaces.GPU` wraps the one function that runs the model, with a
-duration computed per request (`ui.gpu_duration`: 98 s for 64 frames and 1024 new tokens); where the
-`spaces` package is absent (locally, in tests, on CPU) the same code runs without it.
+README). On ZeroGPU hardware `spaces.GPU` wraps the functions that run the model, with a duration
+computed per request (`ui.gpu_duration`: 98 s for 64 frames and 1024 new tokens; each call of the
+synthesis recipe gets its own, `ui.synth_call_duration`); where the `spaces` package is absent
+(locally, in tests, on CPU) the same code runs without it.
 
 Settings come from the Space's variables (LLAVA_VIDEO_MODEL, LLAVA_VIDEO_QUANT, LLAVA_VIDEO_FRAMES,
 ...). Defaults: LLaVA-Video-7B-Qwen2 in 4-bit on a GPU Space; in bf16 on ZeroGPU (70 GB slice).
@@ -29,7 +30,7 @@ for _root in (HERE, HERE.parent):  # the Space repository's root, or this reposi
         break
 
 from llava_video_app.config import DEFAULT_MODEL, AppConfig  # noqa: E402
-from llava_video_app.ui import EngineHolder, VideoChat, build_ui, gpu_duration, launch, synth_tab  # noqa: E402
+from llava_video_app.ui import EngineHolder, VideoChat, build_ui, launch, synth_tab  # noqa: E402
 
 
 def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
@@ -47,8 +48,11 @@ def space_config(environ: Mapping[str, str] = os.environ) -> AppConfig:
 
 
 def gpu_wrapper():
-    """spaces.GPU with the per-request duration, or None (run as is) without the spaces package."""
-    return spaces.GPU(duration=gpu_duration) if spaces is not None else None
+    """gpu(task, duration): spaces.GPU with a per-call duration (the answer's, or each synthesis
+    call's), or None (run as is) without the spaces package."""
+    if spaces is None:
+        return None
+    return lambda task, duration: spaces.GPU(duration=duration)(task)
 
 
 config = space_config()

@@ -15,7 +15,7 @@ import yaml
 
 from llava_video_app.config import DEFAULT_MODEL
 from llava_video_app.engine import GenerationSettings
-from llava_video_app.ui import gpu_duration
+from llava_video_app.ui import gpu_duration, synth_call_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "spaces"
@@ -77,20 +77,25 @@ def test_space_app_builds_the_ui_without_the_spaces_package(monkeypatch, tiny_ch
     assert _ask(module.demo, sample_video)
 
 
-def test_space_app_on_zero_gpu_wraps_the_model_in_spaces_gpu(monkeypatch, tiny_checkpoint, sample_video):
-    calls = []
+def _fake_spaces(calls: list) -> types.SimpleNamespace:
+    """A stand-in for the `spaces` package: GPU(duration=...) records each call's duration and, like
+    the real one, hands the arguments to the task pickled (it runs in a forked worker)."""
 
-    def GPU(fn=None, duration=60):  # noqa: N802 - the stand-in for spaces.GPU
+    def GPU(fn=None, duration=60):  # noqa: N802
         def wrap(task):
             def run(*args, **kwargs):
                 calls.append(duration(*args, **kwargs) if callable(duration) else duration)
-                # the real one hands the arguments to a forked worker, pickled
                 args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))
                 yield from task(*args, **kwargs)
             return run
         return wrap(fn) if fn is not None else wrap
 
-    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
+    return types.SimpleNamespace(GPU=GPU)
+
+
+def test_space_app_on_zero_gpu_wraps_the_model_in_spaces_gpu(monkeypatch, tiny_checkpoint, sample_video):
+    calls = []
+    monkeypatch.setitem(sys.modules, "spaces", _fake_spaces(calls))
     module = _load_space_app(monkeypatch, tiny_checkpoint, SPACES_ZERO_GPU="true")
     assert module.on_zero_gpu()
     assert _ask(module.demo, sample_video)
@@ -98,3 +103,23 @@ def test_space_app_on_zero_gpu_wraps_the_model_in_spaces_gpu(monkeypatch, tiny_c
     zero = module.space_config({"SPACES_ZERO_GPU": "true"})
     assert (zero.model, zero.device, zero.quant) == (DEFAULT_MODEL, "cuda", "bf16")
     assert module.space_config({}).device is None, "off ZeroGPU the hardware decides"
+
+
+def test_on_zero_gpu_every_synthesis_call_gets_a_gpu_slot_of_its_own(monkeypatch, tiny_checkpoint, sample_video):
+    """Synthesis is tens of model calls, longer than one ZeroGPU slot: each call is wrapped, sized by
+    its frames and token limit, and the video is decoded outside the slots."""
+    import json
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "spaces", _fake_spaces(calls))
+    module = _load_space_app(monkeypatch, tiny_checkpoint, SPACES_ZERO_GPU="true")
+    panel = next(f for f in module.demo.fns.values() if f.api_name == "synth").fn.__self__
+    panel.api_description_tokens, panel.api_qa_tokens = 4, 16
+    *progress, final = list(panel.api_synth(str(sample_video)))
+    result = json.loads(final)
+    steps = int(progress[-1].split("/")[1].split(":")[0])  # "step 18/18: qa"
+    assert len(calls) == steps == 1 + 1 + 1 + 16  # a 6 s video: level-1, level-2, the caption, 16 QA calls
+    assert calls[0] == synth_call_duration(types.SimpleNamespace(frame_indices=range(6)), "", (),
+                                           GenerationSettings(max_new_tokens=4), None)
+    assert calls[-1] == synth_call_duration(None, "", (), GenerationSettings(max_new_tokens=16), None)
+    assert result["caption"] is not None and set(result["records"]) == {"cap", "oe", "mc"}

@@ -223,9 +223,10 @@ def test_gpu_duration_covers_64_frames():
 def test_the_model_runs_through_the_gpu_wrapper(tiny_engine, sample_video):
     wrapped = []
 
-    def gpu(fn):
+    def gpu(fn, duration):
         def run(*args, **kwargs):
             wrapped.append(args)
+            assert duration(*args, **kwargs) > 0
             yield from fn(*args, **kwargs)
         return run
 
