@@ -301,6 +301,7 @@ class VideoChat:
         self._sessions: dict[str, _Session] = {}
         self._sessions_lock = threading.Lock()
         self.gpu = gpu
+        self.video_input: gr.Video | None = None  # the Ask tab's video component, once build_ui made it
         self._run_model_gpu = gpu(self._run_model, gpu_duration) if gpu is not None else self._run_model
 
     # sessions
@@ -832,16 +833,19 @@ def synth_tab(chat: VideoChat, out_dir: str | os.PathLike | None = None) -> Synt
     model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
     private = dict(api_visibility="private")
     with gr.Tab("Generate synthetic QA", id="synth"):
-        gr.Markdown("Make training data for the video: 10 s level-1 descriptions, 30 s level-2, the level-3 "
-                    "caption, then QA pairs of the ticked types. Review the table, then Save.")
+        gr.Markdown("Make training data for the video (the Ask tab's, or upload another here): 10 s level-1 "
+                    "descriptions, 30 s level-2, the level-3 caption, then QA pairs of the ticked types. Review "
+                    "the table, then Save.")
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 video = gr.Video(label="Video", sources=["upload"], height=220, elem_id="synth-video")
                 types = gr.CheckboxGroup([t.name for t in QUESTION_TYPES], value=[t.name for t in QUESTION_TYPES],
                                          label="Question types", elem_id="synth-types")
-                with gr.Accordion("Settings", open=False):
-                    desc_tokens = gr.Slider(16, 2048, value=512, step=1, label="Max new tokens per description")
-                    qa_tokens = gr.Slider(16, 1024, value=256, step=1, label="Max new tokens per QA call")
+                with gr.Accordion("Settings", open=False, elem_id="synth-settings"):
+                    desc_tokens = gr.Slider(16, 2048, value=512, step=1, label="Max new tokens per description",
+                                            elem_id="synth-desc-tokens")
+                    qa_tokens = gr.Slider(16, 1024, value=256, step=1, label="Max new tokens per QA call",
+                                          elem_id="synth-qa-tokens")
                 with gr.Row():
                     gen_btn = gr.Button("Generate", variant="primary", elem_id="synth-generate")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="synth-stop")
@@ -874,7 +878,16 @@ def synth_tab(chat: VideoChat, out_dir: str | os.PathLike | None = None) -> Synt
             api_out = gr.Textbox(label="result")
             api_trigger = gr.Button()
         api_trigger.click(panel.api_synth, api_video, api_out, api_name="synth", **model_event)
+    if chat.video_input is not None:
+        # The video dropped into the Ask tab is the one to make data from, unless another is uploaded here.
+        chat.video_input.change(follow_video, chat.video_input, video, queue=False, **private)
     return panel
+
+
+def follow_video(video: str | None) -> Any:
+    """The synthesis tab's video after the Ask tab's changed: the same one (a cleared Ask video
+    leaves it as it is)."""
+    return video if video else gr.skip()
 
 
 # --- layout ------------------------------------------------------------------------------------------
@@ -927,6 +940,7 @@ def build_ui(chat: VideoChat | EngineHolder | Engine,
                             for name, name_task in EXAMPLES if (ASSETS / name).is_file()]
                 if examples:
                     gr.Examples(examples, inputs=[video, task, question], label="Examples")
+            chat.video_input = video  # other tabs work on the same video (see synth_tab)
             for add_tab in extra_tabs:  # e.g. "Generate synthetic QA"
                 add_tab(chat)
 

@@ -16,7 +16,7 @@ import pytest
 from llava_video_app.config import AppConfig
 from llava_video_app.engine import Engine
 from llava_video_app.prompts import question_type
-from llava_video_app.ui import VideoChat, build_ui, launch
+from llava_video_app.ui import VideoChat, build_ui, launch, synth_tab
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -121,3 +121,58 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
     assert shot.stat().st_size < 1_000_000
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, ROOT / "assets" / "screenshot.png")
+
+
+@pytest.fixture
+def synth_app_url(tiny_model, tmp_path):
+    config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=8,
+                       port=_free_port(), output_dir=tmp_path / "data")
+    chat = VideoChat(Engine(tiny_model, config))
+    demo = build_ui(chat, extra_tabs=[synth_tab])
+    launch(demo, config, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{config.port}/", config.output_dir
+    finally:
+        chat.forget_session(None)
+        demo.close()
+
+
+def test_synthetic_qa_from_the_ask_tabs_video_generate_review_and_save(synth_app_url, page):
+    import json
+
+    url, out_dir = synth_app_url
+    page.goto(url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+
+    # the synthesis tab already holds the video dropped into the Ask tab
+    page.get_by_role("tab", name="Generate synthetic QA").click()
+    page.wait_for_selector("#synth-video video", timeout=10_000)
+
+    # keep it short: one question type, small token limits
+    for label in page.locator("#synth-types label").all()[1:]:
+        label.click()
+    page.locator("#synth-settings").get_by_text("Settings").first.click()
+    for slider, value in (("#synth-desc-tokens", "16"), ("#synth-qa-tokens", "32")):
+        box = page.locator(f"{slider} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+
+    page.click("#synth-generate")
+    # a progress line per model call, the three levels as they are written, then the table
+    page.wait_for_function("document.querySelector('#synth-progress textarea').value.startsWith('step')",
+                           timeout=30_000)
+    page.wait_for_function("document.querySelector('#synth-progress textarea').value.startsWith('Done')",
+                           timeout=120_000)
+    for level in ("#synth-level1", "#synth-level2", "#synth-level3"):
+        assert page.input_value(f"{level} textarea").strip(), level
+    assert page.input_value("#synth-level1 textarea").startswith("[0-8 s]")  # the window, then its text
+
+    page.click("#synth-save")
+    page.wait_for_function("document.querySelector('#synth-saved').innerText.includes('Saved to')", timeout=15_000)
+    saved = page.inner_text("#synth-saved")
+    caption_files = list(out_dir.glob("*_cap_*.jsonl"))
+    assert caption_files, saved
+    record = json.loads(caption_files[0].read_text().splitlines()[0])
+    assert record["video"].endswith("pan.mp4") and record["conversations"][0]["value"].startswith("<image>\n")
