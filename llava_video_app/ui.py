@@ -260,23 +260,20 @@ def synth_call_duration(clip: VideoClip | None, question: str, history: Sequence
 
 
 class EngineOnGpu:
-    """The engine as synth.synthesize uses it, with each model call in a GPU slot of its own
-    (spaces.GPU on ZeroGPU) and the video decoding outside. One slot per call, not per video: a
-    video's recipe is tens of calls, longer than the longest slot ZeroGPU grants, and between calls
-    the GPU goes back to the queue."""
+    """The engine as synth.synthesize uses it, with each model call in a GPU slot of its own and the
+    video decoding outside. `call(clip | None, question, history, settings, stop)` is the GPU-wrapped
+    model call (VideoChat's, wrapped once at start-up).
 
-    def __init__(self, engine: Engine, gpu: Gpu):
+    One slot per call, not per video: ZeroGPU grants at most 300 s per slot, and even a 6 s video's
+    recipe (a level-1, a level-2, the caption, 16 QA calls) asks for about 650 s (synth_call_duration);
+    a minute of video adds about 6 x 48 s of level-1 and 2 x 45 s of level-2 calls. Between calls the
+    GPU goes back to the queue."""
+
+    def __init__(self, engine: Engine, call: Callable[..., Iterator[str]]):
         self._engine = engine
         self.model_id, self.quant = engine.model_id, engine.quant
         self.load_clip = engine.load_clip
-        self._call = gpu(self._run, synth_call_duration)
-
-    def _run(self, clip: VideoClip | None, question: str, history: Sequence[Turn],
-             settings: GenerationSettings | None, stop: StopFlag | None) -> Iterator[str]:
-        if clip is None:
-            yield from self._engine.stream_text(question, history, settings=settings, stop=stop)
-        else:
-            yield from self._engine.stream(clip, question, history, settings=settings, stop=stop)
+        self._call = call
 
     def stream(self, video: VideoClip, question: str, history: Sequence[Turn] = (), *,
                settings: GenerationSettings | None = None, stop: StopFlag | None = None) -> Iterator[str]:
@@ -292,17 +289,19 @@ class EngineOnGpu:
 # --- the handlers ----------------------------------------------------------------------------------
 
 class VideoChat:
-    """Event handlers over one engine. `gpu` wraps the one function that runs the model
-    (spaces.GPU on a ZeroGPU Space; nothing elsewhere)."""
+    """Event handlers over one engine. `gpu` wraps the functions that run the model, an answer and
+    a synthesis call (spaces.GPU on a ZeroGPU Space; nothing elsewhere)."""
 
     def __init__(self, holder: EngineHolder | Engine, *, gpu: Gpu | None = None):
         self.holder = holder if isinstance(holder, EngineHolder) else EngineHolder(engine=holder)
         self.config = self.holder.config
         self._sessions: dict[str, _Session] = {}
         self._sessions_lock = threading.Lock()
-        self.gpu = gpu
         self.video_input: gr.Video | None = None  # the Ask tab's video component, once build_ui made it
         self._run_model_gpu = gpu(self._run_model, gpu_duration) if gpu is not None else self._run_model
+        # Wrapped here, once, not per Generate: spaces.GPU keeps a forked GPU worker per wrapped
+        # function (and every wrapper for good), so a wrapper per run would fork a new worker each time.
+        self._synth_call_gpu = gpu(self._synth_call, synth_call_duration) if gpu is not None else None
 
     # sessions
     def _session(self, request: gr.Request | None) -> _Session:
@@ -318,7 +317,7 @@ class VideoChat:
         if session is not None:
             session.stop.set()
 
-    # the model (the only function that needs a GPU)
+    # the model (the functions that need a GPU)
     def _run_model(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
                    end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
         """Text chunks of the answer, then the answer's GenerationStats."""
@@ -326,6 +325,20 @@ class VideoChat:
         clip = engine.load_clip(video, frames=frames, start=start, end=end)
         yield from engine.stream(clip, question, history, settings=settings, stop=stop)
         yield engine.last_stats
+
+    def _synth_call(self, clip: VideoClip | None, question: str, history: Sequence[Turn],
+                    settings: GenerationSettings | None, stop: StopFlag | None) -> Iterator[str]:
+        """One model call of the synthesis recipe: about a clip, or text only (clip None)."""
+        engine = self.holder.get()
+        if clip is None:
+            yield from engine.stream_text(question, history, settings=settings, stop=stop)
+        else:
+            yield from engine.stream(clip, question, history, settings=settings, stop=stop)
+
+    def synth_engine(self) -> Engine | EngineOnGpu:
+        """The engine for synth.synthesize: itself, or on ZeroGPU each model call in a GPU slot."""
+        engine = self.holder.get()
+        return engine if self._synth_call_gpu is None else EngineOnGpu(engine, self._synth_call_gpu)
 
     def _answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
                 end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
@@ -666,9 +679,7 @@ class SynthPanel:
             raise gr.Error(message)
         with _user_errors(video):
             options = self._options(types, description_tokens, qa_tokens)
-        engine = self.chat.holder.get()
-        if self.chat.gpu is not None:
-            engine = EngineOnGpu(engine, self.chat.gpu)
+        engine = self.chat.synth_engine()
         with _user_errors(video):
             yield from synth.synthesize(engine, video, options, video_root=Path(video).parent, stop=stop)
 

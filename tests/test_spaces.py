@@ -77,49 +77,73 @@ def test_space_app_builds_the_ui_without_the_spaces_package(monkeypatch, tiny_ch
     assert _ask(module.demo, sample_video)
 
 
-def _fake_spaces(calls: list) -> types.SimpleNamespace:
-    """A stand-in for the `spaces` package: GPU(duration=...) records each call's duration and, like
-    the real one, hands the arguments to the task pickled (it runs in a forked worker)."""
+def _fake_spaces() -> types.SimpleNamespace:
+    """A stand-in for the `spaces` package: GPU(duration=...) records each call's duration in `calls`
+    and each function it wraps in `wrapped`; like the real one it hands the arguments to the task
+    pickled (it runs in a forked worker). `in_slot` is true while a task runs (the GPU is there)."""
+    fake = types.SimpleNamespace(calls=[], wrapped=[], in_slot=False)
 
     def GPU(fn=None, duration=60):  # noqa: N802
         def wrap(task):
+            fake.wrapped.append(task.__name__)
+
             def run(*args, **kwargs):
-                calls.append(duration(*args, **kwargs) if callable(duration) else duration)
+                fake.calls.append(duration(*args, **kwargs) if callable(duration) else duration)
                 args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))
-                yield from task(*args, **kwargs)
+                fake.in_slot = True
+                try:
+                    yield from task(*args, **kwargs)
+                finally:
+                    fake.in_slot = False
             return run
         return wrap(fn) if fn is not None else wrap
 
-    return types.SimpleNamespace(GPU=GPU)
+    fake.GPU = GPU
+    return fake
 
 
 def test_space_app_on_zero_gpu_wraps_the_model_in_spaces_gpu(monkeypatch, tiny_checkpoint, sample_video):
-    calls = []
-    monkeypatch.setitem(sys.modules, "spaces", _fake_spaces(calls))
+    spaces = _fake_spaces()
+    monkeypatch.setitem(sys.modules, "spaces", spaces)
     module = _load_space_app(monkeypatch, tiny_checkpoint, SPACES_ZERO_GPU="true")
     assert module.on_zero_gpu()
     assert _ask(module.demo, sample_video)
-    assert calls == [gpu_duration("v", "q", (), 8, None, None, GenerationSettings(max_new_tokens=4), None)]
+    assert spaces.calls == [gpu_duration("v", "q", (), 8, None, None, GenerationSettings(max_new_tokens=4), None)]
     zero = module.space_config({"SPACES_ZERO_GPU": "true"})
     assert (zero.model, zero.device, zero.quant) == (DEFAULT_MODEL, "cuda", "bf16")
     assert module.space_config({}).device is None, "off ZeroGPU the hardware decides"
 
 
 def test_on_zero_gpu_every_synthesis_call_gets_a_gpu_slot_of_its_own(monkeypatch, tiny_checkpoint, sample_video):
-    """Synthesis is tens of model calls, longer than one ZeroGPU slot: each call is wrapped, sized by
-    its frames and token limit, and the video is decoded outside the slots."""
+    """Synthesis is tens of model calls, longer than one ZeroGPU slot: each call runs in a slot sized
+    by its frames and token limit, no model layer runs outside one, and the functions are wrapped
+    once at start-up (spaces.GPU forks a worker per wrapped function)."""
     import json
 
-    calls = []
-    monkeypatch.setitem(sys.modules, "spaces", _fake_spaces(calls))
+    import torch
+
+    spaces = _fake_spaces()
+    monkeypatch.setitem(sys.modules, "spaces", spaces)
     module = _load_space_app(monkeypatch, tiny_checkpoint, SPACES_ZERO_GPU="true")
+    wrapped_at_start = list(spaces.wrapped)
+    assert len(wrapped_at_start) == 2  # the answer and the synthesis call
     panel = next(f for f in module.demo.fns.values() if f.api_name == "synth").fn.__self__
     panel.api_description_tokens, panel.api_qa_tokens = 4, 16
-    *progress, final = list(panel.api_synth(str(sample_video)))
-    result = json.loads(final)
-    steps = int(progress[-1].split("/")[1].split(":")[0])  # "step 18/18: qa"
-    assert len(calls) == steps == 1 + 1 + 1 + 16  # a 6 s video: level-1, level-2, the caption, 16 QA calls
-    assert calls[0] == synth_call_duration(types.SimpleNamespace(frame_indices=range(6)), "", (),
-                                           GenerationSettings(max_new_tokens=4), None)
-    assert calls[-1] == synth_call_duration(None, "", (), GenerationSettings(max_new_tokens=16), None)
-    assert result["caption"] is not None and set(result["records"]) == {"cap", "oe", "mc"}
+    outside: list[str] = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda layer, args: None if spaces.in_slot else outside.append(type(layer).__name__))
+    try:
+        for _ in range(2):  # a second run reuses the same wrapped function
+            spaces.calls.clear()
+            *progress, final = list(panel.api_synth(str(sample_video)))
+            result = json.loads(final)
+            steps = int(progress[-1].split("/")[1].split(":")[0])  # "step 19/19: qa"
+            assert len(spaces.calls) == steps == 1 + 1 + 1 + 16  # 6 s: level-1, level-2, caption, 16 QA
+            assert spaces.calls[0] == synth_call_duration(types.SimpleNamespace(frame_indices=range(6)), "", (),
+                                                          GenerationSettings(max_new_tokens=4), None)
+            assert spaces.calls[-1] == synth_call_duration(None, "", (), GenerationSettings(max_new_tokens=16), None)
+            assert result["caption"] is not None and set(result["records"]) == {"cap", "oe", "mc"}
+    finally:
+        hook.remove()
+    assert not outside, f"model layers ran outside a GPU slot: {sorted(set(outside))}"
+    assert spaces.wrapped == wrapped_at_start, "nothing is wrapped per run"
