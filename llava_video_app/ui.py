@@ -621,6 +621,25 @@ def _table_rows(table: Any) -> list[list[Any]]:
     return [list(row) for row in table]
 
 
+def video_for_synthesis(own: str | None, shared: str | None) -> str | None:
+    """The video Generate works on: one uploaded in the synthesis tab wins, else the Ask tab's."""
+    return own or shared or None
+
+
+def synth_source(own: str | None, shared: str | None = None) -> str:
+    """The line that says which video Generate will use, and where it comes from."""
+    video = video_for_synthesis(own, shared)
+    if video is None:
+        return "No video yet: drop one into the Ask tab, or upload one here."
+    try:
+        name = f"`{Path(video).name}` ({video_stage.probe_video(video).duration:.2f} s)"
+    except (VideoError, OSError, ValueError):
+        name = f"`{Path(video).name}`"
+    if own:
+        return f"Video: {name}, uploaded here" + ("; clear it to use the Ask tab's." if shared else ".")
+    return f"Video: {name}, the Ask tab's; upload one here to use another."
+
+
 @dataclass
 class _SynthSession:
     stop: StopFlag = field(default_factory=StopFlag)
@@ -684,11 +703,14 @@ class SynthPanel:
             yield from synth.synthesize(engine, video, options, video_root=Path(video).parent, stop=stop)
 
     def generate(self, video: str | None, types: Sequence[str] | None, description_tokens: float | None = None,
-                 qa_tokens: float | None = None, request: gr.Request | None = None) -> Iterator[tuple]:
-        """Generate button. Yields (progress, level 1, level 2, level 3, table, result): the progress
-        line per model call, the descriptions as they are written, at the end the QA table and the
-        SynthResult (for Save). Bad input: a warning and a message in the progress line."""
+                 qa_tokens: float | None = None, ask_video: str | None = None,
+                 request: gr.Request | None = None) -> Iterator[tuple]:
+        """Generate button, on `video` (uploaded in this tab) or else `ask_video` (the Ask tab's).
+        Yields (progress, level 1, level 2, level 3, table, result): the progress line per model call,
+        the descriptions as they are written, at the end the QA table and the SynthResult (for Save).
+        Bad input: a warning and a message in the progress line."""
         skip = gr.skip()
+        video = video_for_synthesis(video, ask_video)
         if types is not None and len(types) == 0:
             gr.Warning("Tick at least one question type.")
             yield "Tick at least one question type.", skip, skip, skip, skip, skip
@@ -849,7 +871,9 @@ def synth_tab(chat: VideoChat, out_dir: str | os.PathLike | None = None) -> Synt
                     "the table, then Save.")
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
-                video = gr.Video(label="Video", sources=["upload"], height=220, elem_id="synth-video")
+                video = gr.Video(label="Another video (optional)", sources=["upload"], height=220,
+                                 elem_id="synth-video")
+                source = gr.Markdown(synth_source(None, None), elem_id="synth-source")
                 types = gr.CheckboxGroup([t.name for t in QUESTION_TYPES], value=[t.name for t in QUESTION_TYPES],
                                          label="Question types", elem_id="synth-types")
                 with gr.Accordion("Settings", open=False, elem_id="synth-settings"):
@@ -877,7 +901,11 @@ def synth_tab(chat: VideoChat, out_dir: str | os.PathLike | None = None) -> Synt
             download_btn = gr.Button("Download (zip)", elem_id="synth-download")
         saved = gr.Markdown(elem_id="synth-saved")
         zip_file = gr.File(label="Download", interactive=False, elem_id="synth-zip")
-        generating = gen_btn.click(panel.generate, [video, types, desc_tokens, qa_tokens],
+        # The Ask tab's video is the one to use unless another is uploaded here (None: a tab on its own).
+        shared = [chat.video_input] if chat.video_input is not None else []
+        for changed in (video, *shared):
+            changed.change(synth_source, [video, *shared], source, queue=False, **private)
+        generating = gen_btn.click(panel.generate, [video, types, desc_tokens, qa_tokens, *shared],
                                    [progress, level1, level2, level3, table, result], show_progress="minimal",
                                    **model_event, **private)
         stop_btn.click(panel.stop, None, progress, cancels=[generating], concurrency_limit=None, **private)
@@ -889,16 +917,7 @@ def synth_tab(chat: VideoChat, out_dir: str | os.PathLike | None = None) -> Synt
             api_out = gr.Textbox(label="result")
             api_trigger = gr.Button()
         api_trigger.click(panel.api_synth, api_video, api_out, api_name="synth", **model_event)
-    if chat.video_input is not None:
-        # The video dropped into the Ask tab is the one to make data from, unless another is uploaded here.
-        chat.video_input.change(follow_video, chat.video_input, video, queue=False, **private)
     return panel
-
-
-def follow_video(video: str | None) -> Any:
-    """The synthesis tab's video after the Ask tab's changed: the same one (a cleared Ask video
-    leaves it as it is)."""
-    return video if video else gr.skip()
 
 
 # --- layout ------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ structure is checked."""
 import json
 import re
 import threading
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -14,7 +15,8 @@ from llava_video_app import dataset as ds
 from llava_video_app import synth
 from llava_video_app.prompts import QUESTION_TYPES
 from llava_video_app.sample_videos import make_video
-from llava_video_app.ui import MODEL_EVENTS, SYNTH_COLUMNS, SynthPanel, VideoChat, build_ui, synth_tab
+from llava_video_app.ui import (MODEL_EVENTS, SYNTH_COLUMNS, SynthPanel, VideoChat, build_ui, synth_source,
+                                synth_tab)
 
 TYPES = ["Temporal", "Camera Direction", "Count"]
 
@@ -147,3 +149,41 @@ def test_build_ui_wires_the_tab_and_the_synth_endpoint(tiny_engine, tmp_path):
     assert [p["parameter_name"] for p in api["/synth"]["parameters"]] == ["video"]
     stops = [fn for fn in demo.fns.values() if fn.cancels]
     assert len(stops) >= 3  # Ask's Stop and Clear, Generate's Stop
+
+
+def test_generate_uses_the_ask_tabs_video_unless_another_is_uploaded_here(panel, video, tmp_path):
+    other = str(make_video(tmp_path / "other.mp4", seconds=3, fps=5, size=(160, 120)))
+
+    def generated_from(own, ask_video):
+        outputs = list(panel.generate(own, ["Count"], 4, 64, ask_video))
+        assert outputs[-1][0].startswith("Done"), outputs[-1][0]
+        return outputs[-1][5]
+
+    from_ask = generated_from(None, video)  # nothing uploaded here: the Ask tab's video
+    assert Path(from_ask.video_path) == Path(video).resolve() and from_ask.duration == pytest.approx(12, abs=0.5)
+    assert from_ask.level(1)[-1].end == pytest.approx(12, abs=0.5)
+    assert Path(generated_from(other, video).video_path) == Path(other).resolve()  # uploaded here: that one
+    assert "Upload a video" in list(panel.generate(None, ["Count"], 4, 64, None))[0][0]
+
+
+def test_the_tab_says_which_video_generate_will_use(video, tmp_path):
+    other = str(make_video(tmp_path / "other.mp4", seconds=3, fps=5, size=(160, 120)))
+    assert synth_source(None, video) == "Video: `clip.mp4` (12.00 s), the Ask tab's; upload one here to use another."
+    assert synth_source(other, video) == "Video: `other.mp4` (3.00 s), uploaded here; clear it to use the Ask tab's."
+    assert synth_source(other, None) == "Video: `other.mp4` (3.00 s), uploaded here."
+    assert synth_source(None, None).startswith("No video yet")
+    junk = tmp_path / "notes.mp4"
+    junk.write_text("not a video")
+    assert synth_source(None, str(junk)).startswith("Video: `notes.mp4`, the Ask tab's")
+
+
+def test_the_tab_is_wired_to_the_ask_tabs_video(tiny_engine, tmp_path):
+    chat = VideoChat(tiny_engine)
+    panels = []
+    demo = build_ui(chat, extra_tabs=[lambda chat: panels.append(synth_tab(chat, tmp_path))])
+    fns = list(demo.fns.values())
+    generate = next(fn for fn in fns if fn.fn == panels[0].generate)
+    assert generate.inputs[0].elem_id == "synth-video" and generate.inputs[-1] is chat.video_input
+    source_updates = [fn for fn in fns if fn.fn is synth_source]
+    assert {fn.targets[0][0] for fn in source_updates} == {generate.inputs[0]._id, chat.video_input._id}
+    assert all(fn.outputs[0].elem_id == "synth-source" for fn in source_updates)
