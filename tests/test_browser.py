@@ -1,11 +1,14 @@
 """The app in a real browser (Playwright + Debian's chromium, headless), over the tiny model: upload a
-video, pick a question type, watch the answer stream in, press Stop mid-answer, see the frames.
+video, pick a question type, watch the answer stream in, press Stop mid-answer, see the frames; then
+make synthetic QA from the Ask tab's video, review the table, Save, and read the JSONL files.
 
 The screenshot goes to the test's temporary folder; with UPDATE_SCREENSHOT=1 it also replaces
 assets/screenshot.png (the README's picture), so that ordinary runs leave the working tree alone.
 """
 
+import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -123,11 +126,30 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
         shutil.copy(shot, ROOT / "assets" / "screenshot.png")
 
 
+def _scripted_qa(engine: Engine) -> None:
+    """The random model cannot write a valid QA object: each QA call gets one of its type (the
+    descriptions still come from the model), so that the table has rows to review and save."""
+    text_call = engine.stream_text
+
+    def stream_text(question, *args, **kwargs):
+        found = re.search(r'of the type "([^"]+)"', question)
+        if not found:
+            yield from text_call(question, *args, **kwargs)
+            return
+        yield json.dumps({"Dimension": found.group(1), "Question": "Which way does the camera move?",
+                          "Answer": "It pans to the right.", "Correct Option": "To the right",
+                          "Wrong Options": ["To the left", "Up", "It does not move"]})
+
+    engine.stream_text = stream_text
+
+
 @pytest.fixture
 def synth_app_url(tiny_model, tmp_path):
     config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=8,
                        port=_free_port(), output_dir=tmp_path / "data")
-    chat = VideoChat(Engine(tiny_model, config))
+    engine = Engine(tiny_model, config)
+    _scripted_qa(engine)
+    chat = VideoChat(engine)
     demo = build_ui(chat, extra_tabs=[synth_tab])
     launch(demo, config, prevent_thread_lock=True, quiet=True)
     try:
@@ -137,22 +159,26 @@ def synth_app_url(tiny_model, tmp_path):
         demo.close()
 
 
-def test_synthetic_qa_from_the_ask_tabs_video_generate_review_and_save(synth_app_url, page):
-    import json
+def _js_value(selector: str) -> str:
+    return f"document.querySelector({selector!r}).value"
 
+
+def test_synthetic_qa_from_the_ask_tabs_video_generate_review_and_save(synth_app_url, page):
     url, out_dir = synth_app_url
     page.goto(url)
     page.wait_for_selector("#ask")
     page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
     page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
 
-    # the synthesis tab already holds the video dropped into the Ask tab
+    # the synthesis tab says it will use the video dropped into the Ask tab
     page.get_by_role("tab", name="Generate synthetic QA").click()
-    page.wait_for_selector("#synth-video video", timeout=10_000)
+    page.wait_for_function("document.querySelector('#synth-source').innerText.includes('pan.mp4')", timeout=10_000)
+    assert "the Ask tab's" in page.inner_text("#synth-source")
 
-    # keep it short: one question type, small token limits
-    for label in page.locator("#synth-types label").all()[1:]:
-        label.click()
+    # keep it short: one question type (Camera Direction), small token limits
+    for label in page.locator("#synth-types label").all():
+        if label.inner_text().strip() != "Camera Direction":
+            label.click()
     page.locator("#synth-settings").get_by_text("Settings").first.click()
     for slider, value in (("#synth-desc-tokens", "16"), ("#synth-qa-tokens", "32")):
         box = page.locator(f"{slider} input[type=number]")
@@ -161,18 +187,29 @@ def test_synthetic_qa_from_the_ask_tabs_video_generate_review_and_save(synth_app
 
     page.click("#synth-generate")
     # a progress line per model call, the three levels as they are written, then the table
-    page.wait_for_function("document.querySelector('#synth-progress textarea').value.startsWith('step')",
-                           timeout=30_000)
-    page.wait_for_function("document.querySelector('#synth-progress textarea').value.startsWith('Done')",
-                           timeout=120_000)
-    for level in ("#synth-level1", "#synth-level2", "#synth-level3"):
-        assert page.input_value(f"{level} textarea").strip(), level
-    assert page.input_value("#synth-level1 textarea").startswith("[0-8 s]")  # the window, then its text
+    progress = _js_value("#synth-progress textarea")
+    page.wait_for_function(f"{progress}.startsWith('step')", timeout=30_000)
+    page.wait_for_function(f"{progress}.startsWith('Done')", timeout=120_000)
+    assert page.input_value("#synth-progress textarea").startswith("Done: 1 QA pairs")
+    assert page.input_value("#synth-level1 textarea").startswith("[0-8 s] ")  # pan.mp4: one 8 s window
+    assert page.input_value("#synth-level2 textarea").startswith("[0-8 s] ")
+    assert page.input_value("#synth-level3 textarea").strip()
+    page.wait_for_function("document.querySelector('#synth-table').innerText.includes('It pans to the right.')",
+                           timeout=10_000)
+    assert "Camera Direction" in page.inner_text("#synth-table")
 
     page.click("#synth-save")
     page.wait_for_function("document.querySelector('#synth-saved').innerText.includes('Saved to')", timeout=15_000)
     saved = page.inner_text("#synth-saved")
-    caption_files = list(out_dir.glob("*_cap_*.jsonl"))
-    assert caption_files, saved
-    record = json.loads(caption_files[0].read_text().splitlines()[0])
-    assert record["video"].endswith("pan.mp4") and record["conversations"][0]["value"].startswith("<image>\n")
+    assert "1 caption, 1 open-ended, 1 multiple-choice" in saved
+    lines = [json.loads(line) for path in sorted(out_dir.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    records = {r["task"]: r for r in lines}
+    assert len(lines) == 3 and sorted(records) == ["cap", "mc", "oe"], lines
+    assert {r["video"] for r in lines} == {"pan.mp4"}, "the data is about the Ask tab's video"
+    assert records["oe"]["conversations"][1]["value"] == "It pans to the right."
+
+    # a video uploaded here takes over
+    page.set_input_files("#synth-video input[type=file]", str(ROOT / "assets" / "square.mp4"))
+    page.wait_for_function("document.querySelector('#synth-source').innerText.includes('square.mp4')",
+                           timeout=10_000)
+    assert "uploaded here" in page.inner_text("#synth-source")
