@@ -50,3 +50,26 @@ def sample_video(tmp_path_factory) -> Path:
     from llava_video_app.sample_videos import make_video
 
     return make_video(tmp_path_factory.mktemp("videos") / "square.mp4", seconds=6, fps=10, size=(160, 120))
+
+
+@pytest.fixture
+def scripted_qa():
+    """script(engine, pair_for): the random model cannot write a valid QA object, so each QA call of
+    the synthesis recipe is answered with pair_for(question type) as JSON; the descriptions still
+    come from the model."""
+    import json
+    import re
+
+    def script(engine, pair_for) -> None:
+        text_call = engine.stream_text
+
+        def stream_text(question, *args, **kwargs):
+            found = re.search(r'of the type "([^"]+)"', question)
+            if not found:
+                yield from text_call(question, *args, **kwargs)
+                return
+            yield json.dumps({"Dimension": found.group(1), **pair_for(found.group(1))})
+
+        engine.stream_text = stream_text
+
+    return script

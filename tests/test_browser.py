@@ -8,7 +8,6 @@ assets/screenshot.png (the README's picture), so that ordinary runs leave the wo
 
 import json
 import os
-import re
 import shutil
 import socket
 import time
@@ -126,29 +125,17 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
         shutil.copy(shot, ROOT / "assets" / "screenshot.png")
 
 
-def _scripted_qa(engine: Engine) -> None:
-    """The random model cannot write a valid QA object: each QA call gets one of its type (the
-    descriptions still come from the model), so that the table has rows to review and save."""
-    text_call = engine.stream_text
-
-    def stream_text(question, *args, **kwargs):
-        found = re.search(r'of the type "([^"]+)"', question)
-        if not found:
-            yield from text_call(question, *args, **kwargs)
-            return
-        yield json.dumps({"Dimension": found.group(1), "Question": "Which way does the camera move?",
-                          "Answer": "It pans to the right.", "Correct Option": "To the right",
-                          "Wrong Options": ["To the left", "Up", "It does not move"]})
-
-    engine.stream_text = stream_text
+def _camera_pair(question_type: str) -> dict:
+    return {"Question": "Which way does the camera move?", "Answer": "It pans to the right.",
+            "Correct Option": "To the right", "Wrong Options": ["To the left", "Up", "It does not move"]}
 
 
 @pytest.fixture
-def synth_app_url(tiny_model, tmp_path):
+def synth_app_url(tiny_model, tmp_path, scripted_qa):
     config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=8,
                        port=_free_port(), output_dir=tmp_path / "data")
     engine = Engine(tiny_model, config)
-    _scripted_qa(engine)
+    scripted_qa(engine, _camera_pair)
     chat = VideoChat(engine)
     demo = build_ui(chat, extra_tabs=[synth_tab])
     launch(demo, config, prevent_thread_lock=True, quiet=True)

@@ -4,7 +4,6 @@ random: QA calls are answered by a script (the descriptions come from the tiny m
 structure is checked."""
 
 import json
-import re
 import threading
 from pathlib import Path
 
@@ -26,22 +25,16 @@ def video(tmp_path_factory):
     return str(make_video(tmp_path_factory.mktemp("synth-videos") / "clip.mp4", seconds=12, fps=5, size=(160, 120)))
 
 
+def _pair(question_type: str) -> dict:
+    kind = question_type.lower()
+    return {"Question": f"What about {kind} in the video?", "Answer": f"The {kind} answer.",
+            "Correct Option": "Option one", "Wrong Options": ["Option two", "Option three", "Option four"]}
+
+
 @pytest.fixture
-def panel(tiny_engine, tmp_path):
+def panel(tiny_engine, tmp_path, scripted_qa):
     """Descriptions from the tiny model; each QA call answered with a valid JSON object of its type."""
-    text_call = tiny_engine.stream_text
-
-    def stream_text(question, *args, **kwargs):
-        found = re.search(r'of the type "([^"]+)"', question)
-        if not found:
-            yield from text_call(question, *args, **kwargs)
-            return
-        qtype = found.group(1)
-        yield json.dumps({"Dimension": qtype, "Question": f"What about {qtype.lower()} in the video?",
-                          "Answer": f"The {qtype.lower()} answer.", "Correct Option": "Option one",
-                          "Wrong Options": ["Option two", "Option three", "Option four"]})
-
-    tiny_engine.stream_text = stream_text
+    scripted_qa(tiny_engine, _pair)
     return SynthPanel(VideoChat(tiny_engine), out_dir=tmp_path / "out")
 
 
