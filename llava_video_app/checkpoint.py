@@ -43,6 +43,64 @@ KNOWN_MULTIMODAL_CONFIGS: dict[str, dict[str, Any]] = {
     "lmms-lab/llava-onevision-qwen2-7b-ov": _ONEVISION_MM,
 }
 
+# Where each config.json key of the original format goes. A key in none of these groups is new to
+# us: it is listed at load (debug log) so that a setting the loader drops is visible, not silent.
+# The language model's settings, passed to Qwen2Config under their own names (the legacy
+# rope_theta/rope_scaling included: transformers 5 folds them into rope_parameters).
+LANGUAGE_MODEL_KEYS: tuple[str, ...] = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings",
+    "rope_theta", "rope_scaling", "rope_parameters", "use_sliding_window", "sliding_window",
+    "max_window_layers", "layer_types", "attention_dropout", "initializer_range", "use_cache",
+    "bos_token_id", "eos_token_id", "pad_token_id",
+)
+# The vision tower, projector and visual token layout (model.py).
+VISION_KEYS: tuple[str, ...] = (
+    "mm_vision_tower", "vision_config", "mm_hidden_size", "mm_projector_type", "mm_vision_select_layer",
+    "mm_patch_merge_type", "mm_newline_position", "mm_spatial_pool_stride",
+    "mm_spatial_pool_mode", "add_faster_video", "mm_use_im_start_end",
+)
+# Read by the loader itself, or deliberately not used for videos (each with its reason).
+LOADER_KEYS: dict[str, str] = {
+    "architectures": "checked: a LLaVA-NeXT checkpoint",
+    "model_type": "the LLaVA wrapper's type; the LM is built as Qwen2",
+    "torch_dtype": "the dtype comes from --quant", "dtype": "the dtype comes from --quant",
+    "transformers_version": "metadata", "_name_or_path": "metadata",
+    "tokenizer_model_max_length": "context length: the smaller of this and max_position_embeddings",
+    "tokenizer_padding_side": "batching only (one conversation per forward pass)",
+    "mm_vision_select_feature": "SigLIP has no CLS token: 'patch' and 'cls_patch' keep the same tokens",
+    "image_aspect_ratio": "images only (anyres tiling); videos are resized whole",
+    "image_grid_pinpoints": "images only (anyres tiling)",
+    "image_crop_resolution": "images only", "image_split_resolution": "images only",
+    "mm_use_im_patch_token": "adds an unused <im_patch> token in training; never in a prompt",
+    "mm_tunable_parts": "training only", "use_mm_proj": "training only", "tune_mm_mlp_adapter": "training only",
+    "mm_projector_lr": "training only", "mm_vision_tower_lr": "training only", "freeze_mm_mlp_adapter": "training only",
+    "use_pos_skipping": "training only", "pos_skipping_range": "training only",
+    "mm_resampler_type": "the authors' encode_images never applies the resampler", "mm_spatial_pool_out_channels": "resampler only",
+    "mm_mask_drop_mode": "resampler only", "mm_mask_drop_skip_percentage": "resampler only",
+    "mm_mask_drop_ratio": "resampler only", "mm_mask_drop_ratio_upper": "resampler only",
+    "mm_mask_drop_ratio_lower": "resampler only", "mm_perceiver_depth": "resampler only",
+    "mm_perceiver_latents": "resampler only", "mm_perceiver_ff_mult": "resampler only",
+    "mm_perceiver_pretrained": "resampler only", "mm_qformer_depth": "resampler only",
+    "mm_qformer_latents": "resampler only", "mm_qformer_pretrained": "resampler only",
+    "vision_tower_pretrained": "training only", "faster_token_stride": "only with add_faster_video",
+    "force_sample": "sampling is always uniform over the clip", "frames_upbound": "--frames sets the count",
+}
+
+
+def context_length(config: dict[str, Any]) -> int:
+    """Positions the model takes: max_position_embeddings, or the smaller tokenizer_model_max_length
+    that the authors truncate inputs to."""
+    limits = [int(v) for v in (config.get("max_position_embeddings"), config.get("tokenizer_model_max_length")) if v]
+    return min(limits) if limits else 32768
+
+
+def unconsumed_keys(config: dict[str, Any]) -> list[str]:
+    """Keys of a config.json that neither the language model, the vision stack nor the loader reads."""
+    known = {*LANGUAGE_MODEL_KEYS, *VISION_KEYS, *LOADER_KEYS}
+    return sorted(k for k in config if k not in known)
+
+
 # Files a loader needs from a Hub repo (no .bin/.pt: weights come from safetensors only).
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "tokenizer*", "vocab*", "merges*"]
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (NEWLINE_KEY, PROJECTOR_PREFIX, VISION_PREFIX, Checkpoint, CheckpointError,
-                         open_checkpoint, resolve_checkpoint)
+from .checkpoint import (LANGUAGE_MODEL_KEYS, NEWLINE_KEY, PROJECTOR_PREFIX, VISION_PREFIX, Checkpoint,
+                         CheckpointError, context_length, open_checkpoint, resolve_checkpoint, unconsumed_keys)
 
 IMAGE_TOKEN_INDEX = -200  # the authors' sentinel id for the <image> placeholder
 VISION_BATCH = 16  # frames per vision-tower forward: bounds activation memory at 64+ frames
@@ -71,6 +71,11 @@ class VisualLayout:
             raise CheckpointError(f"unsupported mm_spatial_pool_mode {layout.pool_mode!r}")
         if layout.newline_position not in ("grid", "frame", "one_token", "no_token"):
             raise CheckpointError(f"unsupported mm_newline_position {layout.newline_position!r}")
+        # Options that change the token layout and that this loader does not implement: refuse
+        # rather than run a layout the checkpoint was not trained with.
+        for key in ("add_faster_video", "mm_use_im_start_end"):
+            if config.get(key):
+                raise CheckpointError(f"{key}=true is not supported (it changes the visual token layout)")
         return layout
 
 
@@ -85,15 +90,21 @@ def build_projector(projector_type: str, mm_hidden: int, hidden: int) -> nn.Sequ
 
 
 class VisionTower(nn.Module):
-    """SigLIP truncated to the selected layer: patch tokens, no post-layernorm, no pooling head."""
+    """SigLIP without its last encoder layer: patch tokens, no post-layernorm, no pooling head.
 
-    def __init__(self, siglip_config: dict[str, Any], select_layer: int):
+    As the authors' SigLipVisionTower: it deletes the last layer and takes hidden_states[-1], whatever
+    mm_vision_select_layer says (-2 in every released checkpoint, which is the same layer).
+    """
+
+    def __init__(self, siglip_config: dict[str, Any], select_layer: int = -2):
         super().__init__()
         from transformers import SiglipVisionConfig, SiglipVisionModel
 
         full_layers = siglip_config["num_hidden_layers"]
-        # hidden_states[select_layer] of the full tower = output after this many layers
-        self.layers_used = full_layers + 1 + select_layer if select_layer < 0 else select_layer
+        if select_layer not in (-2, full_layers - 1):
+            log.warning("mm_vision_select_layer=%s: the authors' SigLIP tower ignores it and uses the "
+                        "second-to-last layer; so do we", select_layer)
+        self.layers_used = full_layers - 1
         cfg = SiglipVisionConfig(**{**siglip_config, "num_hidden_layers": self.layers_used, "vision_use_head": False})
         self.siglip = SiglipVisionModel(cfg)
         self.image_size = cfg.image_size
@@ -119,9 +130,22 @@ class LlavaVideoModel:
         self.quant = quant
         self.device = device
         self.dtype = vision.siglip.embeddings.patch_embedding.weight.dtype
-        self.eos_token_ids = sorted(
-            {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")} - {None, tokenizer.unk_token_id}
-        )
+        # The authors resize the LM head to len(tokenizer) (152,064 rows -> 151,646 for Qwen2): ids
+        # past the tokenizer are never picked; logits are cut to this many before choosing a token.
+        self.vocab_size = min(len(tokenizer), int(lm.config.vocab_size))
+        stops = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+        file_eos = config.get("eos_token_id")
+        stops |= set(file_eos if isinstance(file_eos, list) else [file_eos])
+        self.eos_token_ids = sorted(t for t in stops - {None, tokenizer.unk_token_id} if t < self.vocab_size)
+
+    @property
+    def context_length(self) -> int:
+        return context_length(self.config)
+
+    def language_model_settings(self) -> dict[str, Any]:
+        """What the language model runs with (rotary base and scaling, context, dtype, quantisation)."""
+        return language_model_settings(self.lm.config, quant=self.quant, context_length=self.context_length,
+                                       dtype=dtype_name(self.lm.get_input_embeddings().weight.dtype))
 
     # --- loading -------------------------------------------------------------------------------
     @classmethod
@@ -129,8 +153,12 @@ class LlavaVideoModel:
              attn_implementation: str = "sdpa", progress: ProgressFn | None = None) -> "LlavaVideoModel":
         say = progress or (lambda message: log.info(message))
         ckpt = open_checkpoint(resolve_checkpoint(model, say))
+        unread = unconsumed_keys(ckpt.config)
+        if unread:
+            log.debug("config.json keys nothing here reads (check they do not change the model): %s", ", ".join(unread))
         torch_device = torch.device(device)
-        lm_dtype, vision_dtype = _dtypes(quant, torch_device)
+        lm_dtype, vision_dtype = dtypes_for(quant, torch_device)
+        layout = VisualLayout.from_config(ckpt.config, ckpt.vision_config, pool_mode)  # refuse early
 
         say(f"Loading language model ({quant})")
         lm = _load_language_model(ckpt, quant, lm_dtype, torch_device, attn_implementation)
@@ -140,7 +168,6 @@ class LlavaVideoModel:
 
         # Explicit class: AutoTokenizer keys on config.model_type ("llava"), which maps to no tokenizer.
         tokenizer = Qwen2Tokenizer.from_pretrained(ckpt.path)
-        layout = VisualLayout.from_config(ckpt.config, ckpt.vision_config, pool_mode)
         say("Model ready")
         return cls(tokenizer=tokenizer, lm=lm, vision=vision, projector=projector, image_newline=newline,
                    layout=layout, config=ckpt.config, model_id=model, quant=quant, device=torch_device)
@@ -239,7 +266,7 @@ class LlavaVideoModel:
 
 
 # --- loading helpers ---------------------------------------------------------------------------
-def _dtypes(quant: str, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
+def dtypes_for(quant: str, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
     """(LM dtype, vision dtype). Vision tower and projector stay 16-bit when the LM is 4-bit."""
     if quant == "fp32":
         return torch.float32, torch.float32
@@ -253,13 +280,83 @@ def _dtypes(quant: str, device: torch.device) -> tuple[torch.dtype, torch.dtype]
 
 
 def qwen2_config(config: dict[str, Any], attn_implementation: str):
+    """The language model's Qwen2Config from the checkpoint's config.json.
+
+    The keys are named explicitly (checkpoint.LANGUAGE_MODEL_KEYS), never taken from a default
+    config's key list: transformers 5 has `rope_parameters` and no `rope_theta` there, and a filter
+    on those keys silently ran the model with rotary base 10,000 instead of the file's 1,000,000.
+    `check_language_model_settings` then verifies that each one took effect.
+    """
     from transformers import Qwen2Config
 
-    known = set(Qwen2Config().to_dict())
-    fields = {k: v for k, v in config.items() if k in known and k not in ("architectures", "model_type", "torch_dtype", "dtype")}
+    fields = {k: config[k] for k in LANGUAGE_MODEL_KEYS if k in config}
     qwen = Qwen2Config(**fields)
     qwen._attn_implementation = attn_implementation
+    mismatches = check_language_model_settings(config, qwen)
+    if mismatches:
+        raise CheckpointError("the installed transformers did not apply these checkpoint settings: "
+                              + "; ".join(f"{k}: file {f!r}, effective {e!r}" for k, (f, e) in mismatches.items()))
     return qwen
+
+
+def effective_rope(qwen_config) -> dict[str, Any]:
+    """The rotary settings the model runs with, whichever key layout the transformers version uses."""
+    params = getattr(qwen_config, "rope_parameters", None)
+    if isinstance(params, dict) and "full_attention" in params and isinstance(params["full_attention"], dict):
+        params = params["full_attention"]  # per-layer-type layout
+    if not isinstance(params, dict):  # transformers 4 layout
+        params = {"rope_theta": getattr(qwen_config, "rope_theta", None),
+                  **(getattr(qwen_config, "rope_scaling", None) or {})}
+    return dict(params)
+
+
+def check_language_model_settings(config: dict[str, Any], qwen_config) -> dict[str, tuple[Any, Any]]:
+    """Checkpoint settings that did not reach the built Qwen2Config: {key: (file value, effective)}."""
+    effective: dict[str, Any] = {}
+    rope = effective_rope(qwen_config)
+    for key in LANGUAGE_MODEL_KEYS:
+        if key not in config or key in ("rope_parameters", "layer_types"):
+            continue
+        if key == "rope_theta":
+            effective[key] = rope.get("rope_theta")
+        elif key == "rope_scaling":
+            scaling = config[key] or {}
+            wanted_type = scaling.get("rope_type", scaling.get("type", "default"))
+            got = {k: rope.get(k) for k in scaling if k not in ("type", "rope_type")}
+            got_type = rope.get("rope_type", "default")
+            if got_type != wanted_type or any(got[k] != scaling[k] for k in got):
+                effective[key] = {**got, "rope_type": got_type}
+            continue
+        elif key == "sliding_window":
+            # Qwen2 keeps the window only when use_sliding_window is on (as the original code does).
+            wanted = config[key] if config.get("use_sliding_window") else None
+            if getattr(qwen_config, key, None) != wanted:
+                effective[key] = getattr(qwen_config, key, None)
+            continue
+        else:
+            effective[key] = getattr(qwen_config, key, None)
+        if effective[key] == config[key]:
+            del effective[key]
+    return {k: (config[k], v) for k, v in effective.items()}
+
+
+def language_model_settings(qwen_config, *, quant: str, context_length: int, dtype: str) -> dict[str, Any]:
+    """The settings that decide what the language model computes, as it will run them."""
+    rope = effective_rope(qwen_config)
+    scaling = {k: v for k, v in rope.items() if k not in ("rope_theta", "rope_type", "type")}
+    return {
+        "rope_theta": rope.get("rope_theta"), "rope_type": rope.get("rope_type", "default"), "rope_scaling": scaling or None,
+        "context_length": context_length, "rms_norm_eps": qwen_config.rms_norm_eps,
+        "sliding_window": qwen_config.sliding_window if getattr(qwen_config, "use_sliding_window", False) else None,
+        "layers": qwen_config.num_hidden_layers, "hidden_size": qwen_config.hidden_size,
+        "attention_heads": qwen_config.num_attention_heads, "kv_heads": qwen_config.num_key_value_heads,
+        "vocab_size": qwen_config.vocab_size, "tie_word_embeddings": qwen_config.tie_word_embeddings,
+        "quant": quant, "dtype": dtype,
+    }
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _load_language_model(ckpt: Checkpoint, quant: str, dtype: torch.dtype, device: torch.device, attn: str):
@@ -304,6 +401,9 @@ def _load_vision_parts(ckpt: Checkpoint, hidden: int, dtype: torch.dtype, device
         raise CheckpointError(f"vision tower weights missing from the checkpoint: {missing[:5]}")
     vision.siglip.load_state_dict(state, strict=False)
 
+    if int(config["mm_hidden_size"]) != vision.siglip.config.hidden_size:
+        raise CheckpointError(f"mm_hidden_size {config['mm_hidden_size']} does not match the vision tower's "
+                              f"hidden size {vision.siglip.config.hidden_size}")
     projector = build_projector(config.get("mm_projector_type", "linear"), int(config["mm_hidden_size"]), hidden)
     proj_state = {k[len(PROJECTOR_PREFIX):]: v for k, v in ckpt.read_tensors(ckpt.keys_with_prefix(PROJECTOR_PREFIX)).items()}
     projector.load_state_dict(proj_state)  # strict: a projector must match exactly
