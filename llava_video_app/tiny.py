@@ -86,10 +86,15 @@ def build_tokenizer(outdir: Path, vocab_size: int = 700) -> int:
 
 
 def tiny_config(vocab_size: int, newline_position: str = "grid", pool_mode: str = "bilinear",
-                tokenizer_size: int | None = None) -> dict[str, Any]:
-    """config.json with the 7B video model's keys and multimodal choices, at toy size."""
+                tokenizer_size: int | None = None, lm_overrides: dict[str, Any] | None = None,
+                vision_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json with the 7B video model's keys and multimodal choices, at toy size.
+
+    `lm_overrides` / `vision_overrides` replace language-model / SigLIP fields (e.g. rope_theta,
+    rms_norm_eps, tie_word_embeddings): tests use them to check that each setting takes effect.
+    """
     eos = (tokenizer_size or vocab_size) - 1
-    return {
+    config = {
         "architectures": ["LlavaQwenForCausalLM"], "model_type": "llava",
         "attention_dropout": 0.0, "bos_token_id": eos - 2, "eos_token_id": eos, "hidden_act": "silu",
         **TINY_LM, "max_window_layers": TINY_LM["num_hidden_layers"], "sliding_window": 131072,
@@ -104,19 +109,24 @@ def tiny_config(vocab_size: int, newline_position: str = "grid", pool_mode: str 
         "mm_vision_select_layer": -2, "mm_vision_tower": "google/siglip-so400m-patch14-384",
         "tokenizer_model_max_length": 32768, "tokenizer_padding_side": "right", "use_mm_proj": True,
         # Offline the tower config cannot be looked up by name: the tiny one carries its own.
-        "vision_config": dict(TINY_VISION),
+        "vision_config": {**TINY_VISION, **(vision_overrides or {})},
     }
+    config.update(lm_overrides or {})
+    if "vision_config" in config and "hidden_size" in (vision_overrides or {}):
+        config["mm_hidden_size"] = config["vision_config"]["hidden_size"]
+    return config
 
 
 def build_tiny_checkpoint(outdir: str | Path, *, newline_position: str = "grid", pool_mode: str = "bilinear",
-                          seed: int = 0, shards: int = 2) -> Path:
+                          seed: int = 0, shards: int = 2, lm_overrides: dict[str, Any] | None = None,
+                          vision_overrides: dict[str, Any] | None = None) -> Path:
     """Write the toy checkpoint to `outdir` and return its path. `newline_position="one_token"` = OneVision style."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     tokenizer_size = build_tokenizer(outdir)
     vocab_size = -(-tokenizer_size // 64) * 64  # padded like Qwen2's 152064 > 151646
-    config = tiny_config(vocab_size, newline_position, pool_mode, tokenizer_size)
-    write_random_weights(outdir, config, TINY_VISION, seed=seed, shards=shards)
+    config = tiny_config(vocab_size, newline_position, pool_mode, tokenizer_size, lm_overrides, vision_overrides)
+    write_random_weights(outdir, config, config["vision_config"], seed=seed, shards=shards)
     (outdir / "generation_config.json").write_text(json.dumps(
         {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer_size - 1, tokenizer_size - 3],
          "pad_token_id": tokenizer_size - 3, "do_sample": False}))
@@ -147,6 +157,8 @@ def write_random_weights(outdir: Path, config: dict[str, Any], vision_config: di
         lm = Qwen2ForCausalLM(qwen2_config(config, "sdpa"))
         tower = SiglipVisionModel(SiglipVisionConfig(**vision_config))
     shapes: dict[str, torch.Size] = {k: v.shape for k, v in lm.state_dict().items() if not k.endswith("inv_freq")}
+    if config.get("tie_word_embeddings"):
+        shapes.pop("lm_head.weight", None)  # tied: saved once, as the embeddings (like save_pretrained)
     # The authors delete the tower's last layer and its head before training, so neither is saved.
     last = vision_config["num_hidden_layers"] - 1
     for name, tensor in tower.state_dict().items():
