@@ -54,6 +54,7 @@ class GenerationStats:
     visual_tokens: int = 0
     reused_tokens: int = 0  # prefix served from the KV cache (follow-ups)
     new_tokens: int = 0
+    token_ids: list[int] = field(default_factory=list, repr=False)  # the answer's tokens, as generated
     video_cached: bool = False  # frames and features came from the cache
     stopped: bool = False
     time_to_first_token_s: float = 0.0
@@ -207,16 +208,50 @@ class Engine:
                  stop: threading.Event | None = None) -> str:
         return "".join(self.stream_text(question, history, settings=settings, stop=stop))
 
+    def prompt_logits(self, video: str | os.PathLike | VideoClip | None, question: str,
+                      history: Sequence[Turn] = ()) -> torch.Tensor:
+        """Next-token logits after the whole prompt (over the tokenizer's vocabulary), computed by the
+        same prefill as an answer's first token, into a cache of its own (the conversation's stays as
+        it is): for parity checks and for comparing quantisations on one prompt."""
+        from transformers import DynamicCache
+
+        if video is None:
+            ids, visual, key = self.model.tokenize(build_prompt(question, history, with_video=False)), None, None
+        else:
+            clip = video if isinstance(video, VideoClip) else self._load_clip(video)[0]
+            visual = self.visual_features(clip)[0]
+            ids, key = self.model.tokenize(build_prompt(question, history, duration=clip.duration,
+                                                        timestamps=clip.timestamps)), _clip_key(clip)
+        self._check_length(ids, visual, 1)
+        with self._lock, torch.inference_mode():
+            logits, _ = self._prefill(ids, visual, DynamicCache())
+        return logits.float()
+
+    def _check_length(self, ids: list[int], visual: torch.Tensor | None, max_new_tokens: int) -> int:
+        """The input's length in positions; refuses one that would not fit the model's context."""
+        total = self.model.expanded_length(ids, 0) + (visual.shape[0] if visual is not None else 0)
+        limit = self.model.context_length
+        if total + max_new_tokens > limit:
+            raise ValueError(f"the input is {total} tokens; with {max_new_tokens} new tokens it exceeds the "
+                             f"model's {limit}: use fewer frames or fewer new tokens")
+        return total
+
+    def _prefill(self, ids: list[int], visual: torch.Tensor | None, cache: Any, reused: int = 0) -> tuple[torch.Tensor, Any]:
+        """Feed the input past its first `reused` positions (already in `cache`) in chunks, so activation
+        memory is bounded by the chunk, not by 13K visual tokens; the last position's logits, cut to
+        the tokenizer's vocabulary (the authors' resized LM head)."""
+        embeds = self.model.embed(ids, visual)[:, reused:]
+        for chunk_start in range(0, embeds.shape[1], PREFILL_CHUNK):
+            out = self.model.lm(inputs_embeds=embeds[:, chunk_start:chunk_start + PREFILL_CHUNK],
+                                cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1, :self.model.vocab_size], cache
+
     def _generate(self, ids: list[int], visual: torch.Tensor | None, visual_key: Hashable | None,
                   settings: GenerationSettings | None, stop: threading.Event | None, stats: GenerationStats,
                   started: float) -> Iterator[str]:
         settings = settings or GenerationSettings.from_config(self.config)
         model = self.model
-        total = model.expanded_length(ids, 0) + (visual.shape[0] if visual is not None else 0)
-        limit = int(model.config.get("max_position_embeddings", 32768))
-        if total + settings.max_new_tokens > limit:
-            raise ValueError(f"the input is {total} tokens; with {settings.max_new_tokens} new tokens it exceeds the "
-                             f"model's {limit}: use fewer frames or fewer new tokens")
+        total = self._check_length(ids, visual, settings.max_new_tokens)
         stats.prompt_tokens = total
         cuda = model.device.type == "cuda"
         if cuda:
@@ -233,23 +268,20 @@ class Engine:
                     kv = None  # a static cache too small for this request: start afresh
                 reused = _prefix_length(kv, visual_key, ids, visual)
                 stats.reused_tokens = reused
-                embeds = model.embed(ids, visual)[:, reused:]
                 if kv is not None and reused:
                     cache = kv.cache
                     cache.crop(reused - int(cache.get_seq_length()))
                 else:
-                    kv = None  # let the old cache go before the new one is allocated
+                    kv, reused = None, 0  # let the old cache go before the new one is allocated
                     cache = self._new_cache(needed)
-                # Prefill in chunks: activation memory is bounded by the chunk, not by 13K visual tokens.
-                for chunk_start in range(0, embeds.shape[1], PREFILL_CHUNK):
-                    out = model.lm(inputs_embeds=embeds[:, chunk_start:chunk_start + PREFILL_CHUNK],
-                                   cache=cache, use_cache=True, logits_to_keep=1)
-                token = _sample(out.logits[0, -1], settings, generator)
+                logits, cache = self._prefill(ids, visual, cache, reused)
+                token = _sample(logits, settings, generator)
             stats.time_to_first_token_s = time.perf_counter() - started
             for _ in range(settings.max_new_tokens):
                 if token in model.eos_token_ids and not settings.ignore_eos:
                     break
                 stats.new_tokens += 1
+                stats.token_ids.append(token)
                 chunk = detok.push(token)
                 if chunk:
                     yield chunk
@@ -261,7 +293,7 @@ class Engine:
                 with self._lock:
                     logits = self._decode_step(torch.tensor([[token]], device=model.device), cache)
                     fed.append(token)
-                    token = _sample(logits, settings, generator)
+                    token = _sample(logits[:model.vocab_size], settings, generator)
             tail = detok.flush()
             if tail:
                 yield tail
@@ -299,7 +331,7 @@ class Engine:
         from transformers import StaticCache
 
         self._static = None  # free the small one before allocating
-        limit = int(self.model.config.get("max_position_embeddings", 32768))
+        limit = self.model.context_length
         size = min(max(STATIC_CACHE_MIN, 1 << (needed - 1).bit_length()), max(limit, needed))
         self._static = StaticCache(config=self.model.lm.config, max_cache_len=size)
         return self._static
@@ -321,13 +353,19 @@ class Engine:
 
 
 def inspect_request(video: str | os.PathLike, question: str, *, model: str, frames: int = 64,
-                    start: float | None = None, end: float | None = None, pool_mode: str | None = None) -> dict[str, Any]:
+                    start: float | None = None, end: float | None = None, pool_mode: str | None = None,
+                    quant: str = "4bit", device: str = "cuda") -> dict[str, Any]:
     """What the model would see for this request, without loading it or decoding a frame:
-    frame indices and timestamps, the full prompt text and the number of visual tokens."""
-    from .checkpoint import read_config, vision_config_of
-    from .model import VisualLayout
+    frame indices and timestamps, the full prompt text, the number of visual tokens, and the
+    language model's effective settings (None when only the multimodal keys are known offline)."""
+    from .checkpoint import context_length, read_config, vision_config_of
+    from .model import VisualLayout, dtype_name, dtypes_for, language_model_settings, qwen2_config
 
     config = read_config(model)
+    lm_settings = None
+    if "hidden_size" in config:  # a full config.json, not only the known multimodal keys
+        lm_settings = language_model_settings(qwen2_config(config, "sdpa"), quant=quant, context_length=context_length(config),
+                                              dtype=dtype_name(dtypes_for(quant, torch.device(device))[0]))
     layout = VisualLayout.from_config(config, vision_config_of(config), pool_mode)
     info = video_stage.probe_video(video)
     indices = video_stage.sample_indices(info.total_frames, info.fps, num_frames=frames, start=start, end=end)
@@ -336,7 +374,7 @@ def inspect_request(video: str | os.PathLike, question: str, *, model: str, fram
         "video": str(video), "model": model, "frame_indices": indices, "timestamps": timestamps,
         "duration": info.duration, "fps": info.fps, "prompt": build_prompt(question, duration=info.duration, timestamps=timestamps),
         "visual_tokens": layout.visual_tokens(len(indices)), "tokens_per_frame": layout.tokens_per_frame,
-        "newline_position": layout.newline_position, "pool_mode": layout.pool_mode,
+        "newline_position": layout.newline_position, "pool_mode": layout.pool_mode, "language_model": lm_settings,
     }
 
 

@@ -146,3 +146,31 @@ def test_a_static_cache_too_small_for_the_next_request_is_replaced(tiny_engine, 
     static.ask(sample_video, "Which way?", [Turn("What moves?", first)], settings=GenerationSettings(max_new_tokens=300))
     assert static.last_stats.reused_tokens == 0  # the small cache could not hold it
     assert static._kv.cache is not small and static._kv.cache.layers[0].max_cache_len > 256
+
+
+def test_ids_past_the_tokenizer_are_never_picked(tiny_checkpoint, sample_video):
+    """The checkpoint's LM head is padded past the tokenizer (152,064 rows for 151,646 tokens in the
+    7B); the authors resize it away. Rows made to win every argmax must still never be chosen."""
+    import torch
+
+    from llava_video_app.config import AppConfig
+    from llava_video_app.engine import Engine
+    from llava_video_app.model import LlavaVideoModel
+
+    model = LlavaVideoModel.load(str(tiny_checkpoint), quant="fp32", device="cpu")
+    tokenizer_size = len(model.tokenizer)
+    assert model.lm.lm_head.weight.shape[0] > tokenizer_size == model.vocab_size
+
+    def padding_rows_win(module, inputs, logits):
+        logits[..., tokenizer_size:] += 100.0
+        return logits
+
+    model.lm.lm_head.register_forward_hook(padding_rows_win)
+    engine = Engine(model, AppConfig(frames=4))
+    for temperature in (0.0, 1.0):
+        engine.ask(sample_video, "What happens?", settings=GenerationSettings(max_new_tokens=12, temperature=temperature))
+        assert engine.last_stats.new_tokens >= 1
+        assert max(engine.last_stats.token_ids) < tokenizer_size
+    assert engine.prompt_logits(sample_video, "What happens?").shape == (tokenizer_size,)
+    uncut = model.lm(inputs_embeds=model.embed(model.tokenize("Hi"), None)).logits[0, -1]
+    assert int(uncut.argmax()) >= tokenizer_size  # the padding rows do win when nothing cuts them
