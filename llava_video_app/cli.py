@@ -146,19 +146,22 @@ def inspect(
     video: Path = typer.Argument(..., help="Video file."),
     question: Optional[str] = typer.Argument(None, help="Question (default: the detailed-caption prompt)."),
     question_type: Optional[str] = typer.Option(None, "--type"),
-    model: Optional[str] = ModelOpt, frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt,
+    model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
+    frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt,
     end: Optional[float] = EndOpt, pool_mode: Optional[str] = PoolOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
 ) -> None:
-    """Show what the model would see, without running it: frames, timestamps, prompt, visual tokens."""
+    """Show what the model would see, without running it: frames, timestamps, prompt, visual tokens,
+    and the language model's effective settings (rotary base, context length, dtype)."""
     from .engine import inspect_request
     from .prompts import CAPTION_QUESTION
 
-    config = load_config(model=model, frames=frames, pool_mode=pool_mode)
+    config = load_config(model=model, quant=quant, device=device, frames=frames, pool_mode=pool_mode)
     try:
         text = _resolve_question(question, question_type) if (question or question_type) else CAPTION_QUESTION
-        plan = inspect_request(video, text, model=config.resolved().model, frames=config.frames, start=start, end=end,
-                               pool_mode=config.pool_mode)
+        resolved = config.resolved()
+        plan = inspect_request(video, text, model=resolved.model, frames=config.frames, start=start, end=end,
+                               pool_mode=config.pool_mode, quant=resolved.quant, device=resolved.device)
     except user_errors() as err:
         fail(str(err))
     if as_json:
@@ -171,6 +174,15 @@ def inspect(
     typer.echo(f"timestamps {', '.join(f'{t:.2f}s' for t in plan['timestamps'])}")
     typer.echo(f"visual     {plan['visual_tokens']} tokens = {n} frames x {plan['tokens_per_frame']} "
                f"(newline {plan['newline_position']}, pool {plan['pool_mode']})")
+    lm = plan["language_model"]
+    if lm is None:
+        typer.echo("language   settings unknown until the checkpoint's config.json is downloaded")
+    else:
+        scaling = f", scaling {lm['rope_type']} {lm['rope_scaling']}" if lm["rope_scaling"] else ""
+        window = f", sliding window {lm['sliding_window']}" if lm["sliding_window"] else ""
+        typer.echo(f"language   rotary base {lm['rope_theta']:g}{scaling}, context {lm['context_length']} tokens{window}, "
+                   f"RMSNorm eps {lm['rms_norm_eps']:g}, {lm['layers']} layers x {lm['hidden_size']}, "
+                   f"{lm['attention_heads']}/{lm['kv_heads']} heads, {lm['quant']} ({lm['dtype']})")
     typer.echo("prompt:")
     typer.echo(plan["prompt"])
 

@@ -62,3 +62,15 @@ def test_tiny_checkpoint_command_builds_a_loadable_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "tiny" / "config.json").read_text())
     assert config["mm_newline_position"] == "one_token"
+
+
+def test_inspect_shows_the_language_models_effective_settings(tiny_checkpoint, sample_video):
+    result = run("inspect", sample_video, "--json", "--model", tiny_checkpoint, "--quant", "4bit", "--frames", "4")
+    assert result.returncode == 0, result.stderr
+    lm = json.loads(result.stdout)["language_model"]
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert lm["rope_theta"] == config["rope_theta"] == 1_000_000.0
+    assert lm["context_length"] == config["max_position_embeddings"]
+    assert (lm["quant"], lm["dtype"]) == ("4bit", "bfloat16")
+    text = run("inspect", sample_video, "--model", tiny_checkpoint, "--quant", "bf16", "--frames", "4").stdout
+    assert "rotary base 1e+06, context 32768 tokens" in text and "bf16 (bfloat16)" in text
