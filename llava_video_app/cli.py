@@ -79,13 +79,13 @@ def _resolve_question(question: Optional[str], question_type: Optional[str]) -> 
 
 def _run(config: AppConfig, video: Path, question: str, start: Optional[float], end: Optional[float]) -> None:
     from .engine import Engine, GenerationSettings
-    from .video import probe_video, sample_indices
+    from .video import plan_clip
 
     stop = threading.Event()
     try:
         settings = GenerationSettings.from_config(config)
-        info = probe_video(video)  # a bad file or range fails here, before minutes of model loading
-        sample_indices(info.total_frames, info.fps, num_frames=config.frames, start=start, end=end)
+        plan_clip(video, num_frames=config.frames, start=start, end=end)  # a bad file or range fails here,
+        # before minutes of model loading
         engine = Engine.from_config(config, progress=_progress)
         clip = engine.load_clip(video, start=start, end=end)
         for chunk in engine.stream(clip, question, settings=settings, stop=stop):
@@ -153,7 +153,7 @@ def inspect(
 ) -> None:
     """Show what the model would see, without running it: frames, timestamps, prompt, visual tokens,
     and the language model's effective settings (rotary base, context length, dtype)."""
-    from .engine import inspect_request
+    from .request import inspect_request
     from .prompts import CAPTION_QUESTION
 
     config = load_config(model=model, quant=quant, device=device, frames=frames, pool_mode=pool_mode)

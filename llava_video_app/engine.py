@@ -352,32 +352,6 @@ class Engine:
                 torch.cuda.empty_cache()
 
 
-def inspect_request(video: str | os.PathLike, question: str, *, model: str, frames: int = 64,
-                    start: float | None = None, end: float | None = None, pool_mode: str | None = None,
-                    quant: str = "4bit", device: str = "cuda") -> dict[str, Any]:
-    """What the model would see for this request, without loading it or decoding a frame:
-    frame indices and timestamps, the full prompt text, the number of visual tokens, and the
-    language model's effective settings (None when only the multimodal keys are known offline)."""
-    from .checkpoint import context_length, read_config, vision_config_of
-    from .model import VisualLayout, dtype_name, dtypes_for, language_model_settings, qwen2_config
-
-    config = read_config(model)
-    lm_settings = None
-    if "hidden_size" in config:  # a full config.json, not only the known multimodal keys
-        lm_settings = language_model_settings(qwen2_config(config, "sdpa"), quant=quant, context_length=context_length(config),
-                                              dtype=dtype_name(dtypes_for(quant, torch.device(device))[0]))
-    layout = VisualLayout.from_config(config, vision_config_of(config), pool_mode)
-    info = video_stage.probe_video(video)
-    indices = video_stage.sample_indices(info.total_frames, info.fps, num_frames=frames, start=start, end=end)
-    timestamps = [i / info.fps for i in indices]
-    return {
-        "video": str(video), "model": model, "frame_indices": indices, "timestamps": timestamps,
-        "duration": info.duration, "fps": info.fps, "prompt": build_prompt(question, duration=info.duration, timestamps=timestamps),
-        "visual_tokens": layout.visual_tokens(len(indices)), "tokens_per_frame": layout.tokens_per_frame,
-        "newline_position": layout.newline_position, "pool_mode": layout.pool_mode, "language_model": lm_settings,
-    }
-
-
 def _file_identity(path: Path) -> tuple:
     try:
         st = path.stat()

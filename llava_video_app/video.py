@@ -165,6 +165,27 @@ def _frame_range(total_frames: int, fps: float, start: float | None, end: float 
 
 # --- public entry points --------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ClipPlan:
+    """Which frames a clip is made of and when they are, worked out without decoding a frame."""
+
+    path: str
+    frame_indices: list[int]
+    timestamps: list[float]  # seconds in the original video's time: index / fps
+    duration: float  # the whole video's: total_frames / fps, as the authors compute it
+    fps: float
+    total_frames: int
+    width: int
+    height: int
+    decoder: str  # the reader load_video starts with
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_indices)
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Frame count, fps, duration and size, from the decoder load_video would use; decodes nothing."""
     source = _open(path)
@@ -175,44 +196,62 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         source.close()
 
 
+def plan_clip(path: str | os.PathLike, *, num_frames: int | None = 64, start: float | None = None,
+              end: float | None = None, sample_fps: float | None = None, max_frames: int | None = None) -> ClipPlan:
+    """The frames load_video would decode with these arguments (see `sample_indices`), their
+    timestamps and the video's duration, from the file's header alone: a bad file or range fails
+    here, before any decoding or model loading."""
+    source = _open(path)
+    try:
+        return _plan(source, path, num_frames, start, end, sample_fps, max_frames)
+    finally:
+        source.close()
+
+
 def load_video(path: str | os.PathLike, *, num_frames: int | None = 64, start: float | None = None,
                end: float | None = None, sample_fps: float | None = None, max_frames: int | None = None,
                size: tuple[int, int] | None = (384, 384)) -> VideoClip:
-    """Sample and decode frames (see `sample_indices`), scaled by the decoder to `size` = (W, H),
-    bicubic; native resolution when `size` is None."""
+    """Decode the frames of `plan_clip(...)`, scaled by the decoder to `size` = (W, H), bicubic;
+    native resolution when `size` is None."""
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ValueError(f"size must be (width, height) in pixels, not {size!r}")
     source = _open(path, size)
     try:
         try:
-            return _sample_and_read(source, path, num_frames, start, end, sample_fps, max_frames, size)
+            return _read(source, _plan(source, path, num_frames, start, end, sample_fps, max_frames), size)
         except _DecodeFailure as err:
             if source.name != "decord" or source.forced:
                 raise UnreadableVideoError(f"{path} could not be decoded: {err}") from None
             log.debug("decord could not decode %s (%s); falling back to PyAV", path, err)
         source.close()
-        source = _PyAVSource(path, source.probe, forced=False)  # its own frame count: sample again
-        return _sample_and_read(source, path, num_frames, start, end, sample_fps, max_frames, size)
+        source = _PyAVSource(path, source.probe, forced=False)  # its own frame count: plan again
+        return _read(source, _plan(source, path, num_frames, start, end, sample_fps, max_frames), size)
     finally:
         source.close()
 
 
-def _sample_and_read(source: "_DecordSource | _PyAVSource", path: str | os.PathLike, num_frames: int | None,
-                     start: float | None, end: float | None, sample_fps: float | None, max_frames: int | None,
-                     size: tuple[int, int] | None) -> VideoClip:
+def _plan(source: "_DecordSource | _PyAVSource", path: str | os.PathLike, num_frames: int | None,
+          start: float | None, end: float | None, sample_fps: float | None, max_frames: int | None) -> ClipPlan:
     try:
         indices = sample_indices(source.total_frames, source.fps, num_frames=num_frames, start=start, end=end,
                                  sample_fps=sample_fps, max_frames=max_frames)
     except VideoError as err:
         raise type(err)(f"{path}: {err}") from None
+    return ClipPlan(path=str(path), frame_indices=indices, timestamps=[i / source.fps for i in indices],
+                    duration=source.total_frames / source.fps, fps=source.fps, total_frames=source.total_frames,
+                    width=source.width, height=source.height, decoder=source.name, start=start, end=end)
+
+
+def _read(source: "_DecordSource | _PyAVSource", plan: ClipPlan, size: tuple[int, int] | None) -> VideoClip:
+    indices = plan.frame_indices
     unique = sorted(set(indices))  # short videos repeat frames: decode each once
     frames = source.read(unique, size)
     if len(unique) != len(indices):
         position = {index: k for k, index in enumerate(unique)}
         frames = frames[[position[i] for i in indices]]
-    return VideoClip(path=str(path), frames=frames, frame_indices=indices, timestamps=[i / source.fps for i in indices],
-                     duration=source.total_frames / source.fps, fps=source.fps, total_frames=source.total_frames,
-                     decoder=source.name, start=start, end=end)
+    return VideoClip(path=plan.path, frames=frames, frame_indices=indices, timestamps=plan.timestamps,
+                     duration=plan.duration, fps=plan.fps, total_frames=plan.total_frames, decoder=source.name,
+                     start=plan.start, end=plan.end)
 
 
 # --- opening and validation -----------------------------------------------------------------------

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from llava_video_app import video as video_stage
-from llava_video_app.engine import Engine, GenerationSettings, inspect_request
+from llava_video_app.engine import Engine, GenerationSettings
 from llava_video_app.prompts import Turn
 
 
@@ -93,14 +93,6 @@ def test_sampling_settings_are_validated():
 def test_sampling_with_temperature_runs(tiny_engine, sample_video):
     tiny_engine.ask(sample_video, "What?", settings=GenerationSettings(max_new_tokens=5, temperature=0.8, top_p=0.9))
     assert tiny_engine.last_stats.new_tokens <= 5 and tiny_engine.last_stats.prompt_tokens > 0
-
-
-def test_inspect_plans_the_7b_input_without_loading_anything(sample_video):
-    plan = inspect_request(sample_video, "What happens?", model="lmms-lab/LLaVA-Video-7B-Qwen2", frames=64)
-    assert len(plan["frame_indices"]) == len(plan["timestamps"]) == 64
-    assert plan["visual_tokens"] == 64 * 210 == 13_440
-    assert plan["newline_position"] == "grid" and plan["pool_mode"] == "bilinear"
-    assert plan["prompt"].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<image>")
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from llava_video_app import video as video_stage
 from llava_video_app.prompts import format_timestamps
 from llava_video_app.sample_videos import available_codecs, make_video, read_index
 from llava_video_app.video import (EmptyVideoError, InvalidRangeError, NotAVideoError, UnreadableVideoError,
-                                   VideoError, load_video, probe_video, sample_indices)
+                                   VideoError, load_video, plan_clip, probe_video, sample_indices)
 
 DECODERS = ["decord", "pyav"]
 
@@ -168,6 +168,18 @@ def test_probe_agrees_with_load_and_decodes_nothing(videos, decoder):
     assert (info.total_frames, info.fps, info.duration, info.decoder) == (300, 25.0, 12.0, decoder)
     assert (clip.total_frames, clip.fps, clip.duration) == (info.total_frames, info.fps, info.duration)
     assert (info.width, info.height) == (160, 120)
+
+
+def test_a_clip_plan_is_what_load_video_decodes_and_decodes_nothing(videos, decoder, monkeypatch):
+    clip = load_video(videos["h264"], num_frames=6, start=2.0, end=9.5)
+    for source in (video_stage._PyAVSource, video_stage._DecordSource):
+        monkeypatch.setattr(source, "read", lambda *a, **k: pytest.fail("plan_clip decoded frames"))
+    plan = plan_clip(videos["h264"], num_frames=6, start=2.0, end=9.5)
+    assert (plan.frame_indices, plan.timestamps, plan.duration, plan.fps, plan.total_frames, plan.decoder) == (
+        clip.frame_indices, clip.timestamps, clip.duration, clip.fps, clip.total_frames, clip.decoder)
+    assert plan.num_frames == 6 and (plan.width, plan.height) == (160, 120)
+    with pytest.raises(InvalidRangeError, match="index.mp4"):
+        plan_clip(videos["h264"], num_frames=6, start=11.0, end=10.0)
 
 
 @pytest.mark.skipif("av1" not in available_codecs(), reason="no AV1 encoder in this PyAV build")
