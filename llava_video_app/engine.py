@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Sequence
@@ -20,12 +19,17 @@ import torch
 
 from . import video as video_stage
 from .config import AppConfig
-from .model import IMAGE_TOKEN_INDEX, LlavaVideoModel
+from .decoding import CompiledDecoder, IncrementalDecoder, sample
+from .kv_cache import ConversationCache
+from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .video import VideoClip
 
-PREFILL_CHUNK = 2048  # tokens per prefill forward pass
-STATIC_CACHE_MIN = 4096  # static KV caches come in power-of-two sizes from here: one compile per size
+PREFILL_CHUNK = 2048  # tokens per prefill forward pass: bounds activation memory at 13K visual tokens
+# A prefill's length is padded to a multiple of this (the padding is cropped from the KV cache again),
+# so follow-up questions of different lengths reuse a few input shapes instead of making new ones:
+# per-shape work (kernel plans, autotuning) cost a first follow-up 0.8 s in 4-bit on an H200.
+PREFILL_BUCKET = 64
 
 
 @dataclass
@@ -57,7 +61,10 @@ class GenerationStats:
     token_ids: list[int] = field(default_factory=list, repr=False)  # the answer's tokens, as generated
     video_cached: bool = False  # frames and features came from the cache
     stopped: bool = False
-    time_to_first_token_s: float = 0.0
+    time_to_first_token_s: float = 0.0  # from the request to the first token: the three parts below, and the rest
+    video_s: float = 0.0  # decoding frames (0 when cached)
+    vision_s: float = 0.0  # vision tower + projector (0 when cached)
+    prefill_s: float = 0.0  # the language model over the new part of the input, up to the first token
     total_s: float = 0.0
     peak_vram_gib: float | None = None
 
@@ -84,26 +91,21 @@ class _LRU(OrderedDict):
         return value, False
 
 
-@dataclass
-class _KVState:
-    """The KV cache of the last conversation and exactly which inputs it holds."""
-
-    visual_key: Hashable | None
-    ids: list[int]  # prompt ids (sentinel for the video) + the generated tokens fed back
-    cache: Any = field(repr=False)
-
-
 class Engine:
     def __init__(self, model: LlavaVideoModel, config: AppConfig | None = None):
         self.model = model
         self.config = config or AppConfig()
         self._clips = _LRU(self.config.cache_videos)
         self._features = _LRU(self.config.cache_videos)
-        self._kv: _KVState | None = None
         self._lock = threading.RLock()  # one forward pass on the GPU at a time
-        self._decoder = CompiledDecoder(model) if self.config.compile else None
-        self._static_cache = self.config.compile  # compiled steps need fixed-size KV tensors
-        self._static: Any = None  # the one static KV cache, reused (see _new_cache)
+        compiled = bool(self.config.compile)
+        self._decoder = CompiledDecoder(model.lm) if compiled else None
+        # Compiled steps need fixed-size KV tensors.
+        self._kv = ConversationCache(model.lm.config, model.context_length, static=compiled)
+        if model.device.type == "cuda" and not self.config.cudnn_attention:
+            # cuDNN's attention builds an execution plan for every new input shape, and a follow-up
+            # question is always a new shape; the flash / memory-efficient kernels build nothing.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         self.last_stats: GenerationStats | None = None
 
     @classmethod
@@ -116,27 +118,32 @@ class Engine:
                                      pool_mode=resolved.pool_mode, attn_implementation=resolved.attn_implementation,
                                      progress=progress)
         engine = cls(model, resolved)
-        if engine._decoder is not None:
-            if progress:
-                progress("Compiling the decode step (once per start, about a minute on a GPU) ...")
-            engine.warm_up()
+        if engine._decoder is not None and progress:
+            from .decoding import compile_cache_dir
+
+            progress(f"Compiling the decode step (about a minute the first time; cached in {compile_cache_dir()}) ...")
+        started = time.perf_counter()
+        engine.warm_up()
+        if engine._decoder is not None and progress:
+            progress(f"Decode step compiled in {time.perf_counter() - started:.0f} s")
         return engine
 
     def warm_up(self, frames: int | None = None) -> None:
-        """Compile the decode step for the static cache size a request with `frames` frames uses, so
-        that the first question does not pay for it (a no-op without --compile)."""
-        if self._decoder is None:
-            return
+        """Run the shapes a first question and its follow-ups use (a padded prefill, decode steps),
+        so that one-off per-shape work happens now: with compiled decoding, the compile of the
+        step for the static cache size a request with `frames` frames uses."""
         frames = frames or self.config.frames
-        visual = self.model.layout.visual_tokens(frames)
         ids = self.model.tokenize(build_prompt("Warm-up.", with_video=False))
+        needed = self.model.layout.visual_tokens(frames) + 256 + self.config.max_new_tokens  # 256: the prompt text
         with self._lock, torch.inference_mode():
+            self._kv.forget()  # the static cache is about to be overwritten
             # Created under inference_mode as in _generate: the compiled graph's guards tell the two apart.
-            cache = self._new_cache(visual + 256 + self.config.max_new_tokens)  # 256: room for the prompt text
-            self.model.lm(inputs_embeds=self.model.embed(ids, None), cache=cache, use_cache=True, logits_to_keep=1)
-        for _ in range(3):  # compile, then record and replay the CUDA graph
+            cache = self._kv.new(needed)
+            logits, cache = self._prefill(ids, None, cache)
+        token = torch.tensor([[int(logits.argmax())]], device=self.model.device)
+        for _ in range(3 if self._decoder is not None else 1):  # compile, then record and replay the CUDA graph
             with self._lock:
-                self._decoder(torch.tensor([[ids[-1]]], device=self.model.device), cache)
+                self._decode_step(token, cache)
 
     @property
     def model_id(self) -> str:
@@ -173,7 +180,10 @@ class Engine:
 
         def encode() -> torch.Tensor:
             with self._lock:
-                return self.model.encode_video(clip.frames)
+                features = self.model.encode_video(clip.frames)
+                if features.is_cuda:
+                    torch.cuda.synchronize(features.device)  # so that the time is the tower's, not the prefill's
+                return features
 
         return self._features.get_or_make(key, encode)
 
@@ -185,10 +195,13 @@ class Engine:
         if not question or not question.strip():
             raise ValueError("the question is empty")
         clip, clip_was_cached = (video, False) if isinstance(video, VideoClip) else self._load_clip(video)
+        decoded = time.perf_counter()
         visual, features_cached = self.visual_features(clip)
+        encoded = time.perf_counter()
         prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
         ids = self.model.tokenize(prompt)
-        stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached)
+        stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
+                                video_s=decoded - started, vision_s=encoded - decoded)
         yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
@@ -216,12 +229,11 @@ class Engine:
         from transformers import DynamicCache
 
         if video is None:
-            ids, visual, key = self.model.tokenize(build_prompt(question, history, with_video=False)), None, None
+            ids, visual = self.model.tokenize(build_prompt(question, history, with_video=False)), None
         else:
             clip = video if isinstance(video, VideoClip) else self._load_clip(video)[0]
             visual = self.visual_features(clip)[0]
-            ids, key = self.model.tokenize(build_prompt(question, history, duration=clip.duration,
-                                                        timestamps=clip.timestamps)), _clip_key(clip)
+            ids = self.model.tokenize(build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps))
         self._check_length(ids, visual, 1)
         with self._lock, torch.inference_mode():
             logits, _ = self._prefill(ids, visual, DynamicCache())
@@ -237,46 +249,48 @@ class Engine:
         return total
 
     def _prefill(self, ids: list[int], visual: torch.Tensor | None, cache: Any, reused: int = 0) -> tuple[torch.Tensor, Any]:
-        """Feed the input past its first `reused` positions (already in `cache`) in chunks, so activation
-        memory is bounded by the chunk, not by 13K visual tokens; the last position's logits, cut to
-        the tokenizer's vocabulary (the authors' resized LM head)."""
+        """Feed the input past its first `reused` positions (already in `cache`); the last position's
+        logits, cut to the tokenizer's vocabulary (the authors' resized LM head).
+
+        In chunks of PREFILL_CHUNK, so activation memory is bounded by the chunk; padded up to a
+        multiple of PREFILL_BUCKET. Attention is causal, so the padding after the input changes
+        nothing before it; its keys and values are cropped from the cache afterwards.
+        """
         embeds = self.model.embed(ids, visual)[:, reused:]
-        for chunk_start in range(0, embeds.shape[1], PREFILL_CHUNK):
-            out = self.model.lm(inputs_embeds=embeds[:, chunk_start:chunk_start + PREFILL_CHUNK],
-                                cache=cache, use_cache=True, logits_to_keep=1)
-        return out.logits[0, -1, :self.model.vocab_size], cache
+        length = embeds.shape[1]
+        pad = -length % PREFILL_BUCKET
+        if pad:
+            embeds = torch.cat([embeds, embeds[:, -1:].expand(-1, pad, -1)], dim=1)
+        for chunk_start in range(0, length + pad, PREFILL_CHUNK):
+            chunk = embeds[:, chunk_start:chunk_start + PREFILL_CHUNK]
+            out = self.model.lm(inputs_embeds=chunk, cache=cache, use_cache=True, logits_to_keep=pad + 1)
+        if pad:
+            cache.crop(-pad)
+        return out.logits[0, 0, :self.model.vocab_size], cache  # logits_to_keep: [last real, padding...]
 
     def _generate(self, ids: list[int], visual: torch.Tensor | None, visual_key: Hashable | None,
                   settings: GenerationSettings | None, stop: threading.Event | None, stats: GenerationStats,
                   started: float) -> Iterator[str]:
         settings = settings or GenerationSettings.from_config(self.config)
         model = self.model
-        total = self._check_length(ids, visual, settings.max_new_tokens)
-        stats.prompt_tokens = total
+        stats.prompt_tokens = total = self._check_length(ids, visual, settings.max_new_tokens)
         cuda = model.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(model.device)
         generator = torch.Generator(device="cpu")
         generator.seed()
-        detok = _IncrementalDecoder(model.tokenizer)
-        kv, fed = self._take_kv(), list(ids)
-        cache = None
+        detok = IncrementalDecoder(model.tokenizer)
+        fed, cache = list(ids), None
         try:
+            # Prefill: only what the stored conversation does not already hold.
             with self._lock, torch.inference_mode():
-                needed = total + settings.max_new_tokens
-                if kv is not None and _capacity(kv.cache) < needed:
-                    kv = None  # a static cache too small for this request: start afresh
-                reused = _prefix_length(kv, visual_key, ids, visual)
-                stats.reused_tokens = reused
-                if kv is not None and reused:
-                    cache = kv.cache
-                    cache.crop(reused - int(cache.get_seq_length()))
-                else:
-                    kv, reused = None, 0  # let the old cache go before the new one is allocated
-                    cache = self._new_cache(needed)
-                logits, cache = self._prefill(ids, visual, cache, reused)
-                token = _sample(logits, settings, generator)
+                prefill_started = time.perf_counter()
+                cache, stats.reused_tokens = self._kv.checkout(ids, visual, visual_key, total + settings.max_new_tokens)
+                logits, cache = self._prefill(ids, visual, cache, stats.reused_tokens)
+                token = sample(logits, settings.temperature, settings.top_p, generator)
+            stats.prefill_s = time.perf_counter() - prefill_started
             stats.time_to_first_token_s = time.perf_counter() - started
+            # Decode loop: one token at a time, streamed; Stop is checked after each.
             for _ in range(settings.max_new_tokens):
                 if token in model.eos_token_ids and not settings.ignore_eos:
                     break
@@ -293,7 +307,7 @@ class Engine:
                 with self._lock:
                     logits = self._decode_step(torch.tensor([[token]], device=model.device), cache)
                     fed.append(token)
-                    token = _sample(logits[:model.vocab_size], settings, generator)
+                    token = sample(logits[:model.vocab_size], settings.temperature, settings.top_p, generator)
             tail = detok.flush()
             if tail:
                 yield tail
@@ -305,7 +319,7 @@ class Engine:
             if cuda:
                 stats.peak_vram_gib = torch.cuda.max_memory_allocated(model.device) / 2**30
             if cache is not None:
-                self._kv = _KVState(visual_key, fed, cache)
+                self._kv.checkin(visual_key, fed, cache)
             self.last_stats = stats
 
     def _decode_step(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -315,39 +329,22 @@ class Engine:
         with torch.inference_mode():
             return self.model.lm(input_ids=input_ids, cache=cache, use_cache=True).logits[0, -1]
 
-    def _new_cache(self, needed: int):
-        """An empty KV cache for `needed` positions: dynamic (grows as needed), or, for the compiled
-        decoder, the engine's one static cache. That one is emptied and reused while it is large
-        enough, because the compiled graph (and its recorded CUDA graph) is bound to the size and
-        the memory addresses of the cache; it is replaced by the next power of two above `needed`
-        only when too small, so few sizes, each one compile, ever occur."""
-        if not self._static_cache:
-            from transformers import DynamicCache
-
-            return DynamicCache()
-        if self._static is not None and _capacity(self._static) >= needed:
-            self._static.reset()
-            return self._static
-        from transformers import StaticCache
-
-        self._static = None  # free the small one before allocating
-        limit = self.model.context_length
-        size = min(max(STATIC_CACHE_MIN, 1 << (needed - 1).bit_length()), max(limit, needed))
-        self._static = StaticCache(config=self.model.lm.config, max_cache_len=size)
-        return self._static
-
-    def _take_kv(self) -> _KVState | None:
-        """Hand the stored KV cache to this generation (it owns it until it stores its own back)."""
-        with self._lock:
-            kv, self._kv = self._kv, None
-        return kv
-
     def clear(self) -> None:
         """Forget cached videos, features and conversation state (a "new video" reset)."""
         with self._lock:
             self._clips.clear()
             self._features.clear()
-            self._kv = None  # the static cache stays: the compiled decoder is bound to its addresses
+            self._kv.forget()  # the static cache stays: the compiled decoder is bound to its addresses
+            if self.model.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        """Let go of everything this engine holds on the GPU but the model (before loading another)."""
+        with self._lock:
+            self._clips.clear()
+            self._features.clear()
+            self._kv.release()
+            self._decoder = None
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
 
@@ -362,105 +359,3 @@ def _file_identity(path: Path) -> tuple:
 
 def _clip_key(clip: VideoClip) -> Hashable:
     return (*_file_identity(Path(clip.path)), tuple(clip.frame_indices), clip.frames.shape)
-
-
-class CompiledDecoder:
-    """One decode step (one token in, next-token logits out) through torch.compile over a static
-    KV cache; on a GPU in "reduce-overhead" mode, so each step is one CUDA graph replay instead of
-    hundreds of kernel launches from Python (what makes eager 4-bit decoding slow at batch size 1).
-
-    Prefill stays eager: its shapes change with every prompt. All steps run on one thread of their
-    own because CUDA graph trees are per thread, and the app calls the engine from many threads.
-    """
-
-    def __init__(self, model: LlavaVideoModel):
-        self.cuda = model.device.type == "cuda"
-        self._step = torch.compile(model.lm.__call__, fullgraph=True, dynamic=False,
-                                   mode="reduce-overhead" if self.cuda else None)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="decode-step")
-
-    def __call__(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
-        return self._thread.submit(self._run, input_ids, cache).result()
-
-    def _run(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
-        with torch.inference_mode():
-            if self.cuda:
-                torch.compiler.cudagraph_mark_step_begin()
-            out = self._step(input_ids=input_ids, cache=cache, use_cache=True)
-            # A CUDA graph's outputs are overwritten by its next replay: keep a copy.
-            return out.logits[0, -1].clone()
-
-
-def _capacity(cache: Any) -> int:
-    """Positions a KV cache can hold (unbounded for a dynamic cache)."""
-    sizes = [getattr(layer, "max_cache_len", None) for layer in getattr(cache, "layers", [])]
-    return min(sizes) if sizes and None not in sizes else 1 << 62
-
-
-def _prefix_length(kv: _KVState | None, visual_key: Hashable | None, ids: list[int], visual: torch.Tensor | None) -> int:
-    """How many leading input positions the stored KV cache already holds for this input.
-
-    At least one position is always left to prefill, so the model produces fresh logits.
-    """
-    if kv is None:
-        return 0
-    visual_len = visual.shape[0] if visual is not None else 0
-    positions = 0
-    for old, new in zip(kv.ids, ids):
-        if old != new:
-            break
-        if new == IMAGE_TOKEN_INDEX:
-            if kv.visual_key != visual_key:
-                break
-            positions += visual_len
-        else:
-            positions += 1
-    total = sum(visual_len if t == IMAGE_TOKEN_INDEX else 1 for t in ids)
-    positions = min(positions, total - 1, int(kv.cache.get_seq_length()))
-    # Never cut through the visual block: it is all or nothing.
-    if IMAGE_TOKEN_INDEX in ids:
-        at = ids.index(IMAGE_TOKEN_INDEX)
-        if at < positions < at + visual_len:
-            positions = at
-    return max(positions, 0)
-
-
-def _sample(logits: torch.Tensor, settings: GenerationSettings, generator: torch.Generator) -> int:
-    if settings.temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / settings.temperature, dim=-1).cpu()
-    if settings.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        keep = torch.cumsum(sorted_probs, 0) - sorted_probs < settings.top_p
-        sorted_probs[~keep] = 0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-    return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
-
-
-class _IncrementalDecoder:
-    """Detokenise a growing token list into text deltas without re-decoding everything each step
-    and without emitting half a UTF-8 character (the usual prefix/read offset scheme)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix_offset = 0
-        self.read_offset = 0
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        prefix = self._decode(self.ids[self.prefix_offset:self.read_offset])
-        text = self._decode(self.ids[self.prefix_offset:])
-        if len(text) > len(prefix) and not text.endswith("\ufffd"):
-            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
-            return text[len(prefix):]
-        return ""
-
-    def flush(self) -> str:
-        prefix = self._decode(self.ids[self.prefix_offset:self.read_offset])
-        text = self._decode(self.ids[self.prefix_offset:])
-        self.prefix_offset = self.read_offset = len(self.ids)
-        return text[len(prefix):] if len(text) > len(prefix) else ""

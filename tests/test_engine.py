@@ -109,35 +109,35 @@ def test_compiled_decoding_over_a_static_cache_gives_the_eager_answers(tiny_engi
     settings = GenerationSettings(max_new_tokens=10)
     first = compiled.ask(sample_video, "What moves?", settings=settings)
     assert first == tiny_engine.ask(sample_video, "What moves?", settings=settings)
-    assert compiled._kv.cache.layers[0].max_cache_len == 4096  # the smallest static size
+    assert compiled._kv.state.cache.layers[0].max_cache_len == 4096  # the smallest static size
 
     history = [Turn("What moves?", first)]
     second = compiled.ask(sample_video, "Which way?", history, settings=settings)
     assert compiled.last_stats.reused_tokens > compiled.last_stats.visual_tokens
     assert second == tiny_engine.ask(sample_video, "Which way?", history, settings=settings)
-    cache = compiled._kv.cache
+    cache = compiled._kv.state.cache
     compiled.clear()  # a new conversation: the same static cache is emptied and reused
     assert compiled.ask_text("Write one question.", settings=settings) == tiny_engine.ask_text(
         "Write one question.", settings=settings)
-    assert compiled._kv.cache is cache
+    assert compiled._kv.state.cache is cache
     assert counters["stats"]["unique_graphs"] == graphs  # warmed-up cache size: nothing compiled on use
 
 
 def test_a_static_cache_too_small_for_the_next_request_is_replaced(tiny_engine, sample_video, monkeypatch):
     import dataclasses
 
-    from llava_video_app import engine as engine_module
+    from llava_video_app import kv_cache
 
-    monkeypatch.setattr(engine_module, "STATIC_CACHE_MIN", 256)
+    monkeypatch.setattr(kv_cache, "STATIC_CACHE_MIN", 256)
     # eager steps over a static cache: the cache logic without paying for a compile
     static = Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, compile=True))
     static._decoder = None
     first = static.ask(sample_video, "What moves?", settings=GenerationSettings(max_new_tokens=4))
-    small = static._kv.cache
+    small = static._kv.state.cache
     assert small.layers[0].max_cache_len == 256
     static.ask(sample_video, "Which way?", [Turn("What moves?", first)], settings=GenerationSettings(max_new_tokens=300))
     assert static.last_stats.reused_tokens == 0  # the small cache could not hold it
-    assert static._kv.cache is not small and static._kv.cache.layers[0].max_cache_len > 256
+    assert static._kv.state.cache is not small and static._kv.state.cache.layers[0].max_cache_len > 256
 
 
 def test_ids_past_the_tokenizer_are_never_picked(tiny_checkpoint, sample_video):
@@ -166,3 +166,39 @@ def test_ids_past_the_tokenizer_are_never_picked(tiny_checkpoint, sample_video):
     assert engine.prompt_logits(sample_video, "What happens?").shape == (tokenizer_size,)
     uncut = model.lm(inputs_embeds=model.embed(model.tokenize("Hi"), None)).logits[0, -1]
     assert int(uncut.argmax()) >= tokenizer_size  # the padding rows do win when nothing cuts them
+
+
+def test_prefill_shapes_come_in_buckets_and_the_padding_changes_nothing(tiny_engine, sample_video):
+    """Follow-ups of different lengths run the model on a few padded input lengths, not a new shape
+    each (per-shape work cost 0.8 s per follow-up on a GPU); answers are those of a cold start."""
+    from llava_video_app.engine import PREFILL_BUCKET
+
+    lengths = []
+    hook = tiny_engine.model.lm.register_forward_pre_hook(
+        lambda module, args, kwargs: lengths.append(kwargs["inputs_embeds"].shape[1]) if kwargs.get("inputs_embeds") is not None else None,
+        with_kwargs=True)
+    try:
+        settings = GenerationSettings(max_new_tokens=6)
+        first = tiny_engine.ask(sample_video, "What moves?", settings=settings)
+        history = [Turn("What moves?", first)]
+        for question in ("Which way?", "And what colour is the square at the very end of the video?"):
+            lengths.clear()
+            warm = tiny_engine.ask(sample_video, question, history, settings=settings)
+            assert tiny_engine.last_stats.reused_tokens > tiny_engine.last_stats.visual_tokens
+            assert lengths and all(n % PREFILL_BUCKET == 0 for n in lengths)
+            tiny_engine.clear()
+            assert tiny_engine.ask(sample_video, question, history, settings=settings) == warm
+            tiny_engine.ask(sample_video, "What moves?", settings=settings)  # back to the first turn's cache
+    finally:
+        hook.remove()
+
+
+def test_time_to_first_token_is_broken_down(tiny_engine, sample_video):
+    settings = GenerationSettings(max_new_tokens=3)
+    tiny_engine.ask(sample_video, "What moves?", settings=settings)
+    cold = tiny_engine.last_stats
+    assert cold.video_s > 0 and cold.vision_s > 0 and cold.prefill_s > 0
+    assert cold.video_s + cold.vision_s + cold.prefill_s <= cold.time_to_first_token_s
+    tiny_engine.ask(sample_video, "Which way?", settings=settings)
+    warm = tiny_engine.last_stats
+    assert warm.video_cached and warm.vision_s < cold.vision_s and warm.video_s < cold.video_s

@@ -1,0 +1,75 @@
+"""Token-level pieces: the compiled decode step's thread, sampling, incremental detokenising."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+import torch
+
+from llava_video_app import decoding
+from llava_video_app.engine import Engine, GenerationSettings
+
+
+def test_the_decode_thread_has_cuda_graph_trees_thread_state():
+    """torch 2.11 asserted (`_is_key_in_tls`) when a compiled step ran on a thread other than the one
+    that imported cudagraph_trees: the crash of a process's second compiled engine."""
+    from torch._inductor import cudagraph_trees as trees  # imported here, on the test's thread
+
+    def state_on_this_thread():
+        return hasattr(trees.local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers")
+
+    seen = {}
+    fresh = threading.Thread(target=lambda: seen.setdefault("fresh", state_on_this_thread()))
+    fresh.start()
+    fresh.join()
+    assert seen["fresh"] is False  # a plain new thread has none of it
+    assert decoding.decode_thread().submit(state_on_this_thread).result() is True
+    assert decoding.decode_thread().submit(lambda: trees.get_container(0)).result() is not None
+
+
+@pytest.mark.slow
+def test_two_compiled_engines_one_after_the_other_and_side_by_side(tiny_engine, sample_video):
+    settings = GenerationSettings(max_new_tokens=6, ignore_eos=True)
+    eager = tiny_engine.ask(sample_video, "What moves?", settings=settings)
+    config = dataclasses.replace(tiny_engine.config, compile=True)
+
+    first = Engine(tiny_engine.model, config)
+    first.warm_up()
+    assert first.ask(sample_video, "What moves?", settings=settings) == eager
+    first.close()  # a reload: the old engine lets go, a new one compiles its own step
+    second = Engine(tiny_engine.model, config)
+    second.warm_up()
+    assert second.ask(sample_video, "What moves?", settings=settings) == eager
+
+    third = Engine(tiny_engine.model, config)  # beside the second one (a synthesis engine next to the chat's)
+    third.warm_up()
+    threads = set()
+    real_run = decoding.CompiledDecoder._run
+
+    def run_and_note_thread(self, *args):
+        threads.add(threading.current_thread().name)
+        return real_run(self, *args)
+
+    decoding.CompiledDecoder._run = run_and_note_thread
+    try:
+        answers = {}
+        workers = [threading.Thread(target=lambda e=e, k=k: answers.setdefault(k, e.ask(sample_video, "What moves?", settings=settings)))
+                   for k, e in (("second", second), ("third", third))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        decoding.CompiledDecoder._run = real_run
+    assert answers == {"second": eager, "third": eager}
+    assert len(threads) == 1 and next(iter(threads)).startswith("decode-step")  # every engine's steps, one thread
+
+
+def test_greedy_is_argmax_and_sampling_respects_top_p():
+    logits = torch.tensor([0.0, 5.0, 1.0, 4.9])
+    generator = torch.Generator().manual_seed(0)
+    assert decoding.sample(logits, 0.0, 1.0, generator) == 1
+    picks = {decoding.sample(logits, 1.0, 0.5, generator) for _ in range(50)}
+    assert picks <= {1, 3} and picks  # the nucleus holds the two likeliest tokens only
