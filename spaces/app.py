@@ -39,11 +39,17 @@ def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
 
 def space_config(environ: Mapping[str, str] = os.environ) -> AppConfig:
     """The Space's variables; on ZeroGPU, where this process sees no GPU until a spaces.GPU function
-    runs, the 7B model on "cuda" in bf16 unless the variables say otherwise."""
+    runs, the 7B model on "cuda" in bf16, decoded eagerly, unless the variables say otherwise.
+
+    Eager on ZeroGPU: every request runs in a freshly forked worker that keeps nothing, so a compiled
+    step would be compiled (about a minute) and its CUDA graphs recorded again on every request,
+    while answers are a few hundred tokens (eager: about 10 s at the measured 30 tokens/s in bf16).
+    """
     config = AppConfig.from_env(environ)
     if on_zero_gpu(environ):
         config = config.with_overrides(model=config.model or DEFAULT_MODEL, device=config.device or "cuda",
-                                       quant=config.quant or "bf16")
+                                       quant=config.quant or "bf16",
+                                       compile=False if config.compile is None else config.compile)
     return config
 
 

@@ -31,3 +31,10 @@ def test_without_cuda_the_default_falls_back_to_the_small_model_on_cpu(monkeypat
     assert (resolved.model, resolved.quant, resolved.device) == (CPU_FALLBACK_MODEL, "fp32", "cpu")
     assert config.fell_back_to_cpu
     assert not AppConfig(model="my/model").fell_back_to_cpu
+
+
+def test_compiled_decoding_is_the_default_on_cuda_only():
+    assert AppConfig(device="cuda").resolved().compile is True
+    assert AppConfig(device="cpu").resolved().compile is False
+    assert AppConfig(device="cuda", compile=False).resolved().compile is False  # --no-compile
+    assert AppConfig.from_env({"LLAVA_VIDEO_COMPILE": "0"}).compile is False

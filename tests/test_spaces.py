@@ -110,7 +110,9 @@ def test_space_app_on_zero_gpu_wraps_the_model_in_spaces_gpu(monkeypatch, tiny_c
     assert _ask(module.demo, sample_video)
     assert spaces.calls == [gpu_duration("v", "q", (), 8, None, None, GenerationSettings(max_new_tokens=4), None)]
     zero = module.space_config({"SPACES_ZERO_GPU": "true"})
-    assert (zero.model, zero.device, zero.quant) == (DEFAULT_MODEL, "cuda", "bf16")
+    assert (zero.model, zero.device, zero.quant, zero.compile) == (DEFAULT_MODEL, "cuda", "bf16", False)
+    assert zero.resolved().compile is False, "a fresh worker per request: compiling would be paid every time"
+    assert module.space_config({"SPACES_ZERO_GPU": "true", "LLAVA_VIDEO_COMPILE": "1"}).compile is True
     assert module.space_config({}).device is None, "off ZeroGPU the hardware decides"
 
 
