@@ -272,11 +272,11 @@ def dtypes_for(quant: str, device: torch.device) -> tuple[torch.dtype, torch.dty
         return torch.float32, torch.float32
     if quant == "fp16":
         return torch.float16, torch.float16
-    if quant in ("bf16", "4bit"):
+    if quant in ("bf16", "4bit", "int4"):
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             return torch.float16, torch.float16
         return torch.bfloat16, torch.bfloat16
-    raise ValueError(f"unknown quantisation {quant!r}: use 4bit, bf16, fp16 or fp32")
+    raise ValueError(f"unknown quantisation {quant!r}: use 4bit, int4, bf16, fp16 or fp32")
 
 
 def qwen2_config(config: dict[str, Any], attn_implementation: str):
@@ -373,6 +373,10 @@ def _load_language_model(ckpt: Checkpoint, quant: str, dtype: torch.dtype, devic
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype,
         )
+    elif quant == "int4":
+        from transformers import TorchAoConfig
+
+        kwargs["quantization_config"] = TorchAoConfig(int4_weight_only(device, int4_group_size(ckpt.config)))
     level = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the multimodal keys are listed as UNEXPECTED: expected
     try:
@@ -381,6 +385,29 @@ def _load_language_model(ckpt: Checkpoint, quant: str, dtype: torch.dtype, devic
         transformers.logging.set_verbosity(level)
     lm.eval()
     return lm
+
+
+def int4_group_size(config: dict[str, Any]) -> int:
+    """128 (the usual int4 group), or the largest smaller power of two that divides every linear
+    layer's input (toy models): torchao leaves a layer whose input it does not divide unquantised."""
+    inputs = (int(config["hidden_size"]), int(config["intermediate_size"]))
+    return next(g for g in (128, 64, 32, 16) if all(n % g == 0 for n in inputs))
+
+
+def int4_weight_only(device: torch.device, group_size: int = 128):
+    """torchao's int4 weight-only config (asymmetric, tinygemm quantisation): packed for the CUDA
+    tinygemm kernel on a GPU, for its CPU twin (_weight_int4pack_mm_for_cpu) elsewhere."""
+    try:
+        import torchao  # noqa: F401
+    except ImportError as err:
+        raise CheckpointError("int4 needs torchao: pip install torchao (or use --quant 4bit)") from err
+    if device.type == "cuda":
+        from torchao.quantization import Int4WeightOnlyConfig
+
+        return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d")
+    from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
+
+    return PrototypeInt4WeightOnlyConfig(group_size=group_size)
 
 
 def _load_vision_parts(ckpt: Checkpoint, hidden: int, dtype: torch.dtype, device: torch.device):

@@ -38,3 +38,21 @@ def test_compiled_decoding_is_the_default_on_cuda_only():
     assert AppConfig(device="cpu").resolved().compile is False
     assert AppConfig(device="cuda", compile=False).resolved().compile is False  # --no-compile
     assert AppConfig.from_env({"LLAVA_VIDEO_COMPILE": "0"}).compile is False
+
+
+def test_the_default_gpu_quantisation_is_int4_where_its_kernels_run(monkeypatch):
+    import importlib.util
+
+    import torch
+
+    from llava_video_app.config import default_gpu_quant
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # H100/H200
+    assert AppConfig(device="cuda").resolved().quant == "int4"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4: no tinygemm
+    assert default_gpu_quant("cuda") == "4bit"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 6))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real_find_spec(name, *a))
+    assert default_gpu_quant("cuda") == "4bit"  # without torchao
+    assert AppConfig(device="cuda", quant="4bit").resolved().quant == "4bit"  # NF4 stays selectable

@@ -136,8 +136,9 @@ def test_an_unreachable_hub_id_says_so_in_one_line(monkeypatch):
 
 
 # Measured on the tiny checkpoint, the same 8-frame prompt (max |diff| / std of the fp32 logits;
-# cosine): bf16 0.014, 0.99999; NF4 4-bit 0.33, 0.995. Another checkpoint's logits: 5.0, -0.01.
-QUANT_TOLERANCE = {"bf16": (0.05, 0.9995), "4bit": (0.6, 0.98)}
+# cosine): bf16 0.014, 0.99999; NF4 4-bit 0.33, 0.995; torchao int4 (groups of 64 at this size) 0.53,
+# 0.990. Another checkpoint's logits: 5.0, -0.01.
+QUANT_TOLERANCE = {"bf16": (0.05, 0.9995), "4bit": (0.6, 0.98), "int4": (0.8, 0.98)}
 
 
 def logits_distance(got, reference):
@@ -174,3 +175,32 @@ def test_quantised_logits_stay_close_to_fp32(quant, tiny_checkpoint, sample_vide
     far, unlike = logits_distance(other.prompt_logits(sample_video, "Please describe this video in detail."),
                                   fp32_prompt_logits)
     assert far > max_diff and unlike < cosine
+
+
+def test_int4_quantises_every_decoder_linear_layer_and_compiles_like_eager(tiny_checkpoint, sample_video):
+    """The torchao route (--quant int4) through its CPU kernel: every linear layer of the decoder is
+    int4 (a layer whose input the group size does not divide would silently stay 16-bit), the
+    embeddings and LM head stay 16-bit, and compiled decoding answers as eager decoding does."""
+    from torchao.utils import TorchAOBaseTensor
+
+    from llava_video_app.config import AppConfig
+    from llava_video_app.engine import Engine, GenerationSettings
+
+    model = LlavaVideoModel.load(str(tiny_checkpoint), quant="int4", device="cpu")
+    linears = {name: module for name, module in model.lm.model.named_modules() if isinstance(module, torch.nn.Linear)}
+    assert linears and all(isinstance(m.weight, TorchAOBaseTensor) for m in linears.values())
+    assert not isinstance(model.lm.lm_head.weight, TorchAOBaseTensor)
+    assert model.lm.get_input_embeddings().weight.dtype == torch.bfloat16 and model.dtype == torch.bfloat16
+    settings = GenerationSettings(max_new_tokens=6, ignore_eos=True)
+    eager = Engine(model, AppConfig(frames=4)).ask(sample_video, "What happens?", settings=settings)
+    compiled = Engine(model, AppConfig(frames=4, compile=True))
+    compiled.warm_up()
+    assert compiled.ask(sample_video, "What happens?", settings=settings) == eager
+
+
+def test_int4_group_size_divides_every_layer_input():
+    from llava_video_app.model import int4_group_size
+
+    assert int4_group_size({"hidden_size": 3584, "intermediate_size": 18944}) == 128  # the 7B
+    assert int4_group_size({"hidden_size": 896, "intermediate_size": 4864}) == 128  # the 0.5B fallback
+    assert int4_group_size({"hidden_size": 64, "intermediate_size": 128}) == 64  # the tiny checkpoint
