@@ -27,7 +27,7 @@ class AppConfig:
     quant: Quantization | None = None  # None = int4 (or 4bit, see default_gpu_quant) on CUDA, fp32 on CPU
     device: str | None = None  # "cuda", "cuda:1", "cpu"; None = cuda if available
     pool_mode: str | None = None  # override of the checkpoint's mm_spatial_pool_mode
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "sdpa_grouped"  # SDPA; decode steps per key/value head (see attention.py)
     # Decode steps through torch.compile (CUDA graphs on a GPU) over a static KV cache: 7x the tokens/s
     # of eager 4-bit decoding on an H200, paid for with a one-off compile per cache size (cached on
     # disk across runs; see decoding.py). None = on for CUDA, off on CPU (where it gains nothing).

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import attention
 from .checkpoint import (LANGUAGE_MODEL_KEYS, NEWLINE_KEY, PROJECTOR_PREFIX, VISION_PREFIX, Checkpoint,
                          CheckpointError, context_length, open_checkpoint, resolve_checkpoint, unconsumed_keys)
 
@@ -150,7 +151,7 @@ class LlavaVideoModel:
     # --- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str, *, quant: str = "4bit", device: str = "cuda", pool_mode: str | None = None,
-             attn_implementation: str = "sdpa", progress: ProgressFn | None = None) -> "LlavaVideoModel":
+             attn_implementation: str = attention.NAME, progress: ProgressFn | None = None) -> "LlavaVideoModel":
         say = progress or (lambda message: log.info(message))
         ckpt = open_checkpoint(resolve_checkpoint(model, say))
         unread = unconsumed_keys(ckpt.config)
@@ -363,6 +364,8 @@ def _load_language_model(ckpt: Checkpoint, quant: str, dtype: torch.dtype, devic
     import transformers
     from transformers import BitsAndBytesConfig, Qwen2ForCausalLM
 
+    if attn == attention.NAME:
+        attention.register()
     kwargs: dict[str, Any] = dict(dtype=dtype, device_map={"": str(device)}, attn_implementation=attn,
                                   use_safetensors=True)
     if quant == "4bit":
