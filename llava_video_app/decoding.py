@@ -24,17 +24,23 @@ _decode_thread_lock = threading.Lock()
 
 def compile_cache_dir() -> Path:
     """Where torch.compile keeps compiled graphs and kernels across runs (so a second start skips
-    most of the compile): $TORCHINDUCTOR_CACHE_DIR, else ~/.cache/llava-video/torchinductor (the
-    default under /tmp does not survive a reboot)."""
-    return Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or Path.home() / ".cache" / "llava-video" / "torchinductor")
+    most of the compile): $TORCHINDUCTOR_CACHE_DIR as the user set it, else
+    ~/.cache/llava-video/torchinductor (PyTorch's default under /tmp does not survive a reboot)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # PyTorch writes its default into the variable when a library first asks for the folder.
+    if chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
+        return Path(chosen)
+    return Path.home() / ".cache" / "llava-video" / "torchinductor"
 
 
 def use_persistent_compile_cache() -> Path:
     """Point PyTorch's on-disk compile caches (FX graphs, autograd graphs, Triton kernels) at
-    compile_cache_dir(); must run before the first compile. Returns the folder."""
+    compile_cache_dir() for the compiles to come. Returns the folder."""
     folder = compile_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)  # read afresh on every use (cache_dir_utils)
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
     return folder

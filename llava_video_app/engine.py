@@ -19,7 +19,7 @@ import torch
 
 from . import video as video_stage
 from .config import AppConfig
-from .decoding import CompiledDecoder, IncrementalDecoder, sample
+from .decoding import CompiledDecoder, IncrementalDecoder, compile_cache_dir, sample
 from .kv_cache import ConversationCache
 from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
@@ -119,9 +119,8 @@ class Engine:
                                      progress=progress)
         engine = cls(model, resolved)
         if engine._decoder is not None and progress:
-            from .decoding import compile_cache_dir
-
-            progress(f"Compiling the decode step (about a minute the first time; cached in {compile_cache_dir()}) ...")
+            where = f"; cached in {compile_cache_dir()}" if engine._decoder.cuda else ""
+            progress(f"Compiling the decode step (about a minute the first time{where}) ...")
         started = time.perf_counter()
         engine.warm_up()
         if engine._decoder is not None and progress:

@@ -73,3 +73,15 @@ def test_greedy_is_argmax_and_sampling_respects_top_p():
     assert decoding.sample(logits, 0.0, 1.0, generator) == 1
     picks = {decoding.sample(logits, 1.0, 0.5, generator) for _ in range(50)}
     assert picks <= {1, 3} and picks  # the nucleus holds the two likeliest tokens only
+
+
+def test_compile_caches_go_to_a_folder_that_survives_a_reboot(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what importing transformers leaves there
+    folder = decoding.use_persistent_compile_cache()
+    assert folder == tmp_path / ".cache" / "llava-video" / "torchinductor" and folder.is_dir()
+    assert cache_dir() == str(folder)  # where inductor now writes
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice wins
+    assert decoding.use_persistent_compile_cache() == tmp_path / "mine"
