@@ -29,8 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llava_video_app.config import AppConfig  # noqa: E402
-from llava_video_app.engine import Engine, GenerationSettings  # noqa: E402
+from llava_video_app.config import AppConfig, GenerationSettings  # noqa: E402
+from llava_video_app.engine import Engine  # noqa: E402
 from llava_video_app.model import LlavaVideoModel  # noqa: E402
 from llava_video_app.prompts import Turn  # noqa: E402
 from llava_video_app.sample_videos import make_video  # noqa: E402

@@ -54,10 +54,8 @@ def user_errors():
 def load_config(**overrides) -> AppConfig:
     try:
         config = AppConfig.from_env().with_overrides(**overrides)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # a bad LLAVA_VIDEO_* value or flag (e.g. --quant)
         fail(str(err))
-    if config.quant is not None and config.quant not in QUANTIZATIONS:
-        fail(f"--quant must be one of {', '.join(QUANTIZATIONS)}")
     return config
 
 
@@ -78,7 +76,8 @@ def _resolve_question(question: Optional[str], question_type: Optional[str]) -> 
 
 
 def _run(config: AppConfig, video: Path, question: str, start: Optional[float], end: Optional[float]) -> None:
-    from .engine import Engine, GenerationSettings
+    from .config import GenerationSettings
+    from .engine import Engine
     from .video import probe_video, sample_indices
 
     stop = threading.Event()
@@ -236,7 +235,8 @@ def synth(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """LLaVA-Video-178K-style data (captions, open-ended and multiple-choice QA) from videos; resumable."""
-    from .engine import Engine, GenerationSettings
+    from .config import GenerationSettings
+    from .engine import Engine
     from .synth import SynthOptions, find_videos, run_batch
 
     config = load_config(model=model, quant=quant, device=device, temperature=temperature, top_p=top_p,

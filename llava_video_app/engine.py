@@ -19,33 +19,13 @@ from typing import Any, Callable, Hashable, Iterator, Sequence
 import torch
 
 from . import video as video_stage
-from .config import AppConfig
+from .config import AppConfig, GenerationSettings
 from .model import IMAGE_TOKEN_INDEX, LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .video import VideoClip
 
 PREFILL_CHUNK = 2048  # tokens per prefill forward pass
 STATIC_CACHE_MIN = 4096  # static KV caches come in power-of-two sizes from here: one compile per size
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 1024
-    temperature: float = 0.0  # 0 = greedy, like the model card
-    top_p: float = 1.0
-    ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
-
-    @classmethod
-    def from_config(cls, config: AppConfig) -> "GenerationSettings":
-        return cls(config.max_new_tokens, config.temperature, config.top_p)
 
 
 @dataclass

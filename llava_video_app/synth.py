@@ -242,7 +242,7 @@ QA_MODES = ("per_type", "joint")
 # --- options, plan, results -----------------------------------------------------------------------
 
 def _settings(max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0):
-    from .engine import GenerationSettings
+    from .config import GenerationSettings
 
     return GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
 

@@ -13,8 +13,7 @@ import gradio as gr
 import pytest
 import yaml
 
-from llava_video_app.config import DEFAULT_MODEL
-from llava_video_app.engine import GenerationSettings
+from llava_video_app.config import DEFAULT_MODEL, GenerationSettings
 from llava_video_app.ui import gpu_duration, synth_call_duration
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import pytest
 
 from llava_video_app import dataset as ds
 from llava_video_app import synth
-from llava_video_app.engine import GenerationSettings
+from llava_video_app.config import GenerationSettings
 from llava_video_app.prompts import QUESTION_TYPES
 from llava_video_app.synth import QAPair, SynthOptions
 

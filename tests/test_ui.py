@@ -214,7 +214,7 @@ def test_stop_flag_reaches_a_pickled_copy():
 
 
 def test_gpu_duration_covers_64_frames():
-    from llava_video_app.engine import GenerationSettings
+    from llava_video_app.config import GenerationSettings
 
     seconds = gpu_duration("v.mp4", "q", (), 64, None, None, GenerationSettings(max_new_tokens=1024), StopFlag())
     assert 60 <= seconds <= 300
