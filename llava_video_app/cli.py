@@ -279,7 +279,7 @@ def dataset_stats(
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
 ) -> None:
     """Records per split, question type and video length (0-30s, 30-60s, 1-2min, 2-3min, longer)."""
-    from .dataset import dataset_stats as compute
+    from .dataset_report import dataset_stats as compute
 
     if not folder.exists():
         fail(f"{folder} does not exist")
@@ -293,7 +293,7 @@ def dataset_check(
     max_errors: int = typer.Option(100, "--max-errors", min=1, help="Print at most this many errors."),
 ) -> None:
     """Validate every record against the LLaVA-Video-178K schema; exit 1 on any error."""
-    from .dataset import check_dataset
+    from .dataset_report import check_dataset
 
     if not folder.exists():
         fail(f"{folder} does not exist")
@@ -313,7 +313,7 @@ def dataset_export(
     zip_path: Optional[Path] = typer.Option(None, "--zip", help="Also write a zip of the JSON arrays + manifests."),
 ) -> None:
     """Write each .jsonl split as a JSON array (.json), the public dataset's format."""
-    from .dataset import export_json, export_zip
+    from .output_folder import export_json, export_zip
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder")

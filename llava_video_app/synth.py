@@ -69,6 +69,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 import numpy as np
 
 from . import dataset as ds
+from . import output_folder as folder
+from .jsonl import JsonlStore
 from .prompts import CAPTION_QUESTION, IMAGE_PLACEHOLDER, QUESTION_TYPES, question_type
 from .video import VideoClip
 
@@ -1036,10 +1038,6 @@ def run_synthesis(engine: EngineLike, video: str | os.PathLike, options: SynthOp
 
 # --- saving -------------------------------------------------------------------------------------------
 
-def manifest_path(out_dir: str | os.PathLike, video_id: str) -> Path:
-    return Path(out_dir) / "videos" / f"{video_id}.json"
-
-
 def save_result(out_dir: str | os.PathLike, result: SynthResult, pairs: Sequence[QAPair] | None = None, *,
                 replace: bool = False, fsync: bool = True) -> dict[str, list[str]]:
     """Write a video's records to the split files of `out_dir` and its manifest (the done marker).
@@ -1055,15 +1053,15 @@ def save_result(out_dir: str | os.PathLike, result: SynthResult, pairs: Sequence
     by_task = result.records()
     written: dict[str, list[str]] = {}
     if not replace:
-        written = ds.append_records(out_dir, [r for task in ds.TASKS for r in by_task[task]], fsync=fsync)
+        written = folder.append_records(out_dir, [r for task in ds.TASKS for r in by_task[task]], fsync=fsync)
     else:
         prov = result.provenance()
         for task in ds.TASKS:
-            name = ds.split_filename(task, prov["length_bucket"], result.data_source)
+            name = folder.split_filename(task, prov["length_bucket"], result.data_source)
             keep_ids = {r["id"] for r in by_task[task]}
             all_ids = ({record_id(result.video_id, "cap")} if task == "cap" else
                        {record_id(result.video_id, task, t.name) for t in QUESTION_TYPES})
-            store = ds.JsonlStore(out_dir / name, fsync=fsync)
+            store = JsonlStore(out_dir / name, fsync=fsync)
             if not by_task[task] and not (store.path.exists() and all_ids & store.ids()):
                 continue
             store.replace(by_task[task], remove_ids=all_ids - keep_ids)
@@ -1071,7 +1069,7 @@ def save_result(out_dir: str | os.PathLike, result: SynthResult, pairs: Sequence
     manifest = result.to_manifest()
     manifest.update(status="done", records={k: v for k, v in written.items()},
                     record_ids={task: [r["id"] for r in by_task[task]] for task in ds.TASKS})
-    ds.write_json_atomic(manifest_path(out_dir, result.video_id), manifest, indent=1)
+    folder.write_manifest(out_dir, result.video_id, manifest)
     return written
 
 
@@ -1085,12 +1083,12 @@ def save_edited_pairs(out_dir: str | os.PathLike, result: SynthResult, pairs: Se
 
 def load_result(out_dir: str | os.PathLike, video_id: str) -> SynthResult:
     """A saved video's result, from its manifest (to show or edit it again)."""
-    return SynthResult.from_manifest(json.loads(manifest_path(out_dir, video_id).read_text(encoding="utf-8")))
+    return SynthResult.from_manifest(folder.read_manifest(out_dir, video_id))
 
 
 def export_run(out_dir: str | os.PathLike, zip_path: str | os.PathLike | None = None) -> Path:
     """The UI's download: a zip with every split as a JSON array and the per-video manifests."""
-    return ds.export_zip(out_dir, zip_path)
+    return folder.export_zip(out_dir, zip_path)
 
 
 # --- batch ----------------------------------------------------------------------------------------------
@@ -1151,14 +1149,6 @@ class _EngineFailed(Exception):
         self.error = error
 
 
-def is_done(out_dir: str | os.PathLike, video_id: str) -> bool:
-    try:
-        manifest = json.loads(manifest_path(out_dir, video_id).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return False
-    return manifest.get("status") == "done"
-
-
 def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthOptions | None = None, *,
               engine: EngineLike | None = None, make_engine: Callable[[], EngineLike] | None = None,
               video_root: str | os.PathLike | None = None, progress: bool = True, fsync: bool = True,
@@ -1173,7 +1163,7 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
     `on_video(path, status, error)` is called per video with status "done", "skipped", "failed" or
     "stopped" (the `stop` event was set: the run ends after the current model call, that video unsaved).
     """
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
     from tqdm import tqdm
 
     options = options or SynthOptions()
@@ -1189,11 +1179,11 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
         try:
             rel = relative_video(video, root)
             vid = video_id_for(rel)
-            if is_done(out_dir, vid):
+            if folder.is_done(out_dir, vid):
                 summary.skipped += 1
                 status = "skipped"
                 continue
-            lock = FileLock(str(ds.lock_path(manifest_path(out_dir, vid))), timeout=0)
+            lock = folder.video_lock(out_dir, vid)
             try:
                 lock.acquire()
             except Timeout:
@@ -1201,7 +1191,7 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
                 status = "skipped"
                 continue
             try:
-                if is_done(out_dir, vid):  # finished by another process meanwhile
+                if folder.is_done(out_dir, vid):  # finished by another process meanwhile
                     summary.skipped += 1
                     status = "skipped"
                     continue
@@ -1231,7 +1221,7 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
                 written = save_result(out_dir, result, fsync=fsync)
                 for name, ids in written.items():
                     summary.files[name] += len(ids)
-                    summary.records[ds.task_of_filename(name)] += len(ids)
+                    summary.records[folder.task_of_filename(name)] += len(ids)
                 summary.rejects.update(result.rejects)
                 summary.mc_skipped += result.mc_skipped
                 summary.calls.update(result.calls)
@@ -1251,7 +1241,7 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
             error = _one_line(err)
             summary.failed += 1
             summary.failures[str(video)] = error
-            _log_failure(out_dir, video, error, vid, rel)
+            folder.log_failure(out_dir, video, error, vid, rel)
             log.debug("synth failed on %s", video, exc_info=True)
         finally:
             if on_video is not None:
@@ -1260,23 +1250,10 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
     overall.close()
     summary.seconds = time.perf_counter() - started
     if export:
-        ds.export_json(out_dir)
+        folder.export_json(out_dir)
     return summary
 
 
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def _log_failure(out_dir: Path, video: Path, error: str, vid: str | None, rel: str | None) -> None:
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    line = f"{stamp}\t{video}\t{error}\n".encode("utf-8")
-    fd = os.open(out_dir / "errors.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-    if vid is not None:
-        ds.write_json_atomic(manifest_path(out_dir, vid), {"status": "failed", "video": rel, "video_path": str(video),
-                                                          "error": error, "time": stamp}, indent=1)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random checkpoint in the original format, an engine on it, sample videos."""
+"""Shared fixtures: a tiny random checkpoint in the original format, an engine on it, sample videos,
+dataset records and a folder of them, and scripted QA answers for the synthesis recipe."""
 
 from __future__ import annotations
 
@@ -73,3 +74,32 @@ def scripted_qa():
         engine.stream_text = stream_text
 
     return script
+
+
+@pytest.fixture
+def record():
+    """record(id, task="oe", duration=20.0, source="test", **extra): a valid record of that split."""
+    from llava_video_app import dataset as ds
+
+    def make(rid, task="oe", duration=20.0, source="test", **extra):
+        human = "What happens?"
+        gpt = "A square moves."
+        if task == "mc":
+            human = ds.mc_human_turn("What moves?", ["A square", "A circle", "A dog"])
+            gpt = "A."
+        return ds.make_record(rid, "clips/a.mp4", source, human, gpt, task=task, question_type="Temporal",
+                              video_duration=duration, **extra)
+
+    return make
+
+
+@pytest.fixture
+def dataset_folder(tmp_path, record):
+    """An output folder with 5 records in 5 split files (3 lengths, 2 data sources)."""
+    from llava_video_app.output_folder import append_records
+
+    out = tmp_path / "out"
+    append_records(out, [record("c1", task="cap", duration=12), record("o1", duration=12),
+                         record("o2", duration=45), record("m1", task="mc", duration=100),
+                         record("o3", duration=500, source="other")])
+    return out

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from llava_video_app import dataset as ds
+from llava_video_app import output_folder as folder
+from llava_video_app.dataset_report import check_dataset
+from llava_video_app.jsonl import read_jsonl
 from llava_video_app import synth
 from llava_video_app.config import GenerationSettings
 from llava_video_app.prompts import QUESTION_TYPES
@@ -175,11 +178,6 @@ def test_multiple_choice_needs_two_distinct_distractors():
     assert synth.make_multiple_choice(QAPair("Count", "How many?", "One.", "One", ["one", "Two", "two."]), "x") is None
     item = synth.make_multiple_choice(QAPair("Count", "How many?", "One.", None, ["Two", "Three"]), "x")
     assert len(item.options) == 3 and item.options[item.answer_index] == "One."  # falls back to the answer
-
-
-def test_mc_human_turn_is_exact():
-    assert ds.mc_human_turn("How many?", ["Two", "One", "Three"]) == (
-        "How many?\nA. Two\nB. One\nC. Three\nPlease respond with only the letter of the correct answer.")
 
 
 # --- the window rule --------------------------------------------------------------------------------
@@ -355,8 +353,8 @@ def test_tiny_batch_output_loads_with_datasets(tiny_engine, videos, tmp_path):
     summary = synth.run_batch(videos["root"], out, tiny_options(types=("Count",)), engine=tiny_engine,
                               progress=False)
     assert (summary.done, summary.failed) == (2, 0) and summary.records["cap"] == 2
-    assert ds.check_dataset(out) == (2, [])
-    for path in ds.split_files(out):
+    assert check_dataset(out) == (2, [])
+    for path in folder.split_files(out):
         for f in (path, path.with_suffix(".json")):  # JSON Lines and the exported array
             data = datasets.load_dataset("json", data_files=str(f), split="train", cache_dir=str(tmp_path / "hf"))
             assert len(data) == 1 and data[0]["conversations"][0]["value"].startswith("<image>\n")
@@ -425,25 +423,25 @@ def test_scripted_run_makes_all_three_splits(videos, tmp_path):
     # 16 types: Count None, Spatial lacks info, Camera Direction duplicates Temporal, Speed truncated
     assert summary.rejects == {"none": 1, "lacks_info": 1, "duplicate": 1, "malformed": 1}
     assert summary.records == {"cap": 1, "oe": 12, "mc": 11} and summary.mc_skipped == 1  # Binary: 1 distractor
-    names = sorted(p.name for p in ds.split_files(out))
+    names = sorted(p.name for p in folder.split_files(out))
     assert names == ["1_2_m_my_source_cap_processed.jsonl", "1_2_m_my_source_mc_qa_processed.jsonl",
                      "1_2_m_my_source_oe_qa_processed.jsonl"]
-    assert ds.check_dataset(out) == (24, [])
-    cap = ds.read_jsonl(out / names[0]).records[0]
+    assert check_dataset(out) == (24, [])
+    cap = read_jsonl(out / names[0]).records[0]
     assert "<image>" not in cap["conversations"][1]["value"]  # model text is cleaned of placeholders
-    for record in ds.read_jsonl(out / names[1]).records:
+    for record in read_jsonl(out / names[1]).records:
         human, answer = (t["value"] for t in record["conversations"])
         assert re.fullmatch(r"<image>\n.+\n(?:[A-E]\. .+\n){3,5}Please respond with only the letter of the correct "
                             r"answer\.", human)
         assert answer == f"{record['answer_letter']}." and record["options"][ord(answer[0]) - 65].startswith("Right")
-    oe = {r["question_type"]: r for r in ds.read_jsonl(out / names[2]).records}
+    oe = {r["question_type"]: r for r in read_jsonl(out / names[2]).records}
     assert set(oe) == set(ALL_TYPES) - {"Count", "Spatial", "Camera Direction", "Speed"}
     assert oe["Temporal"]["id"] == synth.record_id(synth.video_id_for("sub/long.mp4"), "oe", "Temporal")
     for name in names:  # every split loads with datasets, exported arrays too
         data = datasets.load_dataset("json", data_files=str((out / name).with_suffix(".json")), split="train",
                                      cache_dir=str(tmp_path / "hf"))
         assert all(c[0]["value"].startswith("<image>\n") for c in data["conversations"])
-    manifest = json.loads(synth.manifest_path(out, synth.video_id_for("sub/long.mp4")).read_text())
+    manifest = json.loads(folder.manifest_path(out, synth.video_id_for("sub/long.mp4")).read_text())
     assert manifest["status"] == "done" and [d["level"] for d in manifest["descriptions"]].count(1) == 7
 
 
@@ -463,11 +461,11 @@ def test_edited_pairs_replace_the_videos_records(videos, tmp_path):
     pairs[0]["question"] = "Edited question?"
     pairs[1]["keep"] = False
     synth.save_edited_pairs(out, result, pairs)
-    oe = [r for _, r in ds.iter_records(out) if r["task"] == "oe"]
+    oe = [r for _, r in folder.iter_records(out) if r["task"] == "oe"]
     mine = {r["question_type"]: r["conversations"][0]["value"] for r in oe if r["video_id"] == vid}
     assert mine == {"Temporal": "<image>\nEdited question?", "Attribute Change": "<image>\nWhat about attribute change?"}
     assert len([r for r in oe if r["video_id"] != vid]) == 3  # the other video is untouched
-    assert ds.check_dataset(out)[1] == []
+    assert check_dataset(out)[1] == []
     assert synth.load_result(out, vid).pairs[0].question == "Edited question?"
     zip_path = synth.export_run(out)
     import zipfile
@@ -494,15 +492,15 @@ def test_resume_after_an_interrupted_folder_run(tmp_path):
     first = synth.run_batch(root, out, options, engine=ScriptedEngine(), progress=False, stop=stop, on_video=on_video)
     assert first.done == 1 and first.stopped and seen == [("a.mp4", "done"), ("b.mp4", "stopped")]
     # a crash after writing records but before the manifest: the video is redone, nothing is duplicated
-    synth.manifest_path(out, synth.video_id_for("a.mp4")).unlink()
+    folder.manifest_path(out, synth.video_id_for("a.mp4")).unlink()
     second = synth.run_batch(root, out, options, engine=ScriptedEngine(), progress=False)
     assert (second.done, second.skipped, second.failed) == (3, 0, 0)
     assert second.records["cap"] == 2  # a's caption was already there
     third = synth.run_batch(root, out, options, engine=ScriptedEngine(), progress=False)
     assert (third.done, third.skipped) == (0, 3)
-    ids = [r["id"] for _, r in ds.iter_records(out)]
+    ids = [r["id"] for _, r in folder.iter_records(out)]
     assert len(ids) == len(set(ids)) == 3 * (1 + 2 + 2)
-    assert {r["video"] for _, r in ds.iter_records(out)} == {"a.mp4", "b.mp4", "c.mp4"}
+    assert {r["video"] for _, r in folder.iter_records(out)} == {"a.mp4", "b.mp4", "c.mp4"}
 
 
 def test_a_failing_video_is_logged_and_the_batch_goes_on(videos, tmp_path):
@@ -511,7 +509,7 @@ def test_a_failing_video_is_logged_and_the_batch_goes_on(videos, tmp_path):
                               engine=ScriptedEngine(fail_on="short.mp4"), progress=False)
     assert (summary.done, summary.failed) == (1, 1) and "scripted failure" in summary.format()
     assert "short.mp4" in (out / "errors.log").read_text()
-    manifest = json.loads(synth.manifest_path(out, synth.video_id_for("short.mp4")).read_text())
+    manifest = json.loads(folder.manifest_path(out, synth.video_id_for("short.mp4")).read_text())
     assert manifest["status"] == "failed"
     again = synth.run_batch(videos["root"], out, SynthOptions(types=("Temporal",)), engine=ScriptedEngine(),
                             progress=False)
@@ -546,7 +544,7 @@ def test_cli_synth_on_a_folder_then_resume(tiny_checkpoint, tmp_path):
     run = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "2 done" in run.stdout and "cap 2" in run.stdout and "qa 6" in run.stdout
-    assert ds.check_dataset(out)[1] == []
+    assert check_dataset(out)[1] == []
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "0 done, 2 skipped" in again.stdout
     bad = subprocess.run([*CLI, "synth", str(root), "--out", str(out), "--types", "Smell"], capture_output=True,

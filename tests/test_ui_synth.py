@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from llava_video_app import dataset as ds
+from llava_video_app import output_folder as folder
 from llava_video_app import synth
 from llava_video_app.prompts import QUESTION_TYPES
 from llava_video_app.sample_videos import make_video
@@ -75,19 +75,19 @@ def test_edits_and_unticks_are_saved_and_downloadable(panel, video):
     table[1][3] = "It pans to the left."  # new answer for Camera Direction
     message = panel.save(result, table)
     assert str(panel.out_dir.resolve()) in message and "2 open-ended" in message
-    records = {r["question_type"]: r for _, r in ds.iter_records(panel.out_dir) if r["task"] == "oe"}
+    records = {r["question_type"]: r for _, r in folder.iter_records(panel.out_dir) if r["task"] == "oe"}
     assert set(records) == {"Camera Direction", "Count"}
     assert records["Camera Direction"]["conversations"][1]["value"] == "It pans to the left."
-    mc = [r for _, r in ds.iter_records(panel.out_dir) if r["task"] == "mc"]
+    mc = [r for _, r in folder.iter_records(panel.out_dir) if r["task"] == "mc"]
     assert [r["question_type"] for r in mc] == ["Count"], "an edited answer drops its old options"
-    manifest = json.loads(synth.manifest_path(panel.out_dir, result.video_id).read_text())
+    manifest = json.loads(folder.manifest_path(panel.out_dir, result.video_id).read_text())
     assert manifest["status"] == "done"
     # a pandas table (what gr.Dataframe gives) works too; re-ticking brings Temporal back
     import pandas as pd
 
     table[0][0] = True
     panel.save(result, pd.DataFrame(table, columns=SYNTH_COLUMNS))
-    assert {r["question_type"] for _, r in ds.iter_records(panel.out_dir) if r["task"] == "oe"} == {
+    assert {r["question_type"] for _, r in folder.iter_records(panel.out_dir) if r["task"] == "oe"} == {
         "Temporal", "Camera Direction", "Count"}
     zip_path = panel.download()
     assert zip_path.endswith(".zip")
