@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from .config import QUANTIZATIONS, AppConfig
+from .synth.plan import SynthOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ask LLaVA-Video about videos, caption them, and make LLaVA-Video-178K-style data.")
@@ -211,7 +212,7 @@ def app_command(
                         output_dir=output_dir, mcp_server=mcp_server, compile=compile))
 
 
-# --- synthetic data: `synth` and `dataset` (llava_video_app/synth.py, dataset.py) -------------------
+# --- synthetic data: `synth` and `dataset` (llava_video_app/synth/, dataset_report.py, output_folder.py) ---
 
 @app.command()
 def synth(
@@ -225,32 +226,27 @@ def synth(
     data_source: str = typer.Option("local", "--data-source", help="The records' data_source (also in file names)."),
     qa_mode: str = typer.Option("per-type", "--qa-mode", help="per-type (one call per type) or joint (one call)."),
     no_mc: bool = typer.Option(False, "--no-mc", help="Make no multiple-choice records."),
-    qa_max_new_tokens: Optional[int] = typer.Option(None, "--qa-max-new-tokens", min=1,
-                                                    help="Per QA call (default 256 per-type, 2048 joint)."),
+    qa_max_new_tokens: Optional[int] = typer.Option(None, "--qa-max-new-tokens", min=1, help=(
+        f"Per QA call (default {SynthOptions.QA_TOKENS_PER_TYPE} per-type, {SynthOptions.QA_TOKENS_JOINT} joint).")),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
-                                                 help="Per description call (default 512)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help=(
+        f"Per description call (default {SynthOptions.DESCRIPTION_TOKENS}).")),
     temperature: Optional[float] = TemperatureOpt, top_p: Optional[float] = TopPOpt,
     pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """LLaVA-Video-178K-style data (captions, open-ended and multiple-choice QA) from videos; resumable."""
-    from .config import GenerationSettings
     from .engine import Engine
-    from .synth import SynthOptions, find_videos, run_batch
+    from .synth.batch import find_videos, run_batch
 
     config = load_config(model=model, quant=quant, device=device, temperature=temperature, top_p=top_p,
                          pool_mode=pool_mode, compile=compile)
     try:
         names = tuple(t.strip() for item in types or () for t in item.split(",") if t.strip())
-        mode = qa_mode.replace("-", "_")
-        sampling = dict(temperature=config.temperature, top_p=config.top_p)
-        options = SynthOptions(
-            max_frames=max_frames, qa_mode=mode, multiple_choice=not no_mc, data_source=data_source,
-            description_settings=GenerationSettings(max_new_tokens=max_new_tokens or 512, **sampling),
-            qa_settings=GenerationSettings(max_new_tokens=qa_max_new_tokens or (256 if mode == "per_type" else 2048),
-                                           **sampling),
-            **({"types": names} if names else {}))
+        options = SynthOptions.with_limits(
+            description_tokens=max_new_tokens, qa_tokens=qa_max_new_tokens, temperature=config.temperature,
+            top_p=config.top_p, max_frames=max_frames, qa_mode=qa_mode.replace("-", "_"), multiple_choice=not no_mc,
+            data_source=data_source, **({"types": names} if names else {}))
         videos = find_videos(path)
     except user_errors() as err:
         fail(str(err))

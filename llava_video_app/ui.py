@@ -30,7 +30,14 @@ import gradio as gr
 from . import video as video_stage
 from .config import DEFAULT_MODEL, QUANTIZATIONS, AppConfig
 from .engine import Engine, GenerationSettings, GenerationStats
+from .dataset import TASKS as RECORD_TASKS
 from .prompts import CAPTION_QUESTION, QUESTION_TYPES, Turn, question_type
+from .synth.events import CallStarted, DescriptionWritten, Done, Planned, Stopped, SynthEvent, TextChunk
+from .synth.plan import SynthOptions
+from .synth.qa import QAPair
+from .synth.recipe import synthesize
+from .synth.result import Description
+from .synth.saving import export_run, save_edited_pairs
 from .video import VideoClip, VideoError
 
 TASK_CAPTION = "Detailed caption"
@@ -587,10 +594,19 @@ class VideoChat:
 
 SYNTH_COLUMNS = ["keep", "type", "question", "answer"]
 _STAGE_LABEL = {"level1": "level-1 window", "level2": "level-2 window", "level3": "level-3 (whole video)"}
+_LEVEL = {"level1": 1, "level2": 2, "level3": 3}
 
 
 def _secs(x: float) -> str:
     return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def _call_label(event: CallStarted) -> str:
+    """What a model call is about: "level-1 window 0-10 s", "QA: Temporal"."""
+    if event.stage == "qa":
+        return f"QA: {event.question_type}" if event.question_type else "QA"
+    start, end = event.window
+    return f"{_STAGE_LABEL[event.stage]} {_secs(start)}-{_secs(end)} s"
 
 
 def _level_text(descriptions: Sequence[Any], partial: tuple[float, float, str] | None = None) -> str:
@@ -655,7 +671,7 @@ class SynthPanel:
         self.out_dir = Path(out_dir) if out_dir is not None else Path(self.chat.config.output_dir)
         self._sessions: dict[str, _SynthSession] = {}
         self._lock = threading.Lock()
-        self.api_description_tokens: int | None = None  # /synth's limits; None = synth.py's (512, 256)
+        self.api_description_tokens: int | None = None  # /synth's limits; None = SynthOptions' defaults
         self.api_qa_tokens: int | None = None
 
     def _session(self, request: gr.Request | None) -> _SynthSession:
@@ -676,23 +692,16 @@ class SynthPanel:
             return f"Not a usable video: {Path(video).name}: {err}"
         return None
 
-    def _options(self, types: Sequence[str] | None, description_tokens: float | None, qa_tokens: float | None):
-        from . import synth
-
-        kwargs: dict[str, Any] = {}
-        if types is not None:
-            kwargs["types"] = tuple(types)
-        if description_tokens:
-            kwargs["description_settings"] = synth._settings(int(description_tokens))
-        if qa_tokens:
-            kwargs["qa_settings"] = synth._settings(int(qa_tokens))
-        return synth.SynthOptions(**kwargs)
+    def _options(self, types: Sequence[str] | None, description_tokens: float | None,
+                 qa_tokens: float | None) -> SynthOptions:
+        """The run's options: the ticked types, and the sliders' token limits (0 or None: the default)."""
+        return SynthOptions.with_limits(description_tokens=int(description_tokens) if description_tokens else None,
+                                        qa_tokens=int(qa_tokens) if qa_tokens else None,
+                                        **({"types": tuple(types)} if types is not None else {}))
 
     def events(self, video: str, types: Sequence[str] | None, description_tokens: float | None,
-               qa_tokens: float | None, stop: threading.Event | None) -> Iterator[Any]:
-        """synth.synthesize over the engine, after checking the input (gr.Error on bad input)."""
-        from . import synth
-
+               qa_tokens: float | None, stop: threading.Event | None) -> Iterator[SynthEvent]:
+        """synthesize() over the engine, after checking the input (gr.Error on bad input)."""
         message = self._check_video(video)
         if message:
             raise gr.Error(message)
@@ -700,7 +709,7 @@ class SynthPanel:
             options = self._options(types, description_tokens, qa_tokens)
         engine = self.chat.synth_engine()
         with _user_errors(video):
-            yield from synth.synthesize(engine, video, options, video_root=Path(video).parent, stop=stop)
+            yield from synthesize(engine, video, options, video_root=Path(video).parent, stop=stop)
 
     def generate(self, video: str | None, types: Sequence[str] | None, description_tokens: float | None = None,
                  qa_tokens: float | None = None, ask_video: str | None = None,
@@ -723,46 +732,38 @@ class SynthPanel:
         session = self._session(request)
         session.stop.clear()
         session.idle.clear()
-        levels: dict[int, list[Any]] = {1: [], 2: [], 3: []}
-        level_of = {"level1": 1, "level2": 2, "level3": 3}
-        progress, partial, options_types = "Loading the video…", "", tuple(types or ())
+        levels: dict[int, list[Description]] = {1: [], 2: [], 3: []}
+        progress, partial = "Loading the video…", ""
         try:
             yield progress, "", "", "", [], None
             try:
                 events = self.events(video, types, description_tokens, qa_tokens, session.stop)
                 for event in events:
-                    if event.kind == "plan":
+                    if isinstance(event, Planned):
                         calls = event.plan.calls
                         progress = (f"{event.total_steps} model calls: {calls['level1']} level-1, "
                                     f"{calls['level2']} level-2, 1 level-3, {calls['qa']} QA")
                         yield progress, skip, skip, skip, skip, skip
-                    elif event.kind == "step":
+                    elif isinstance(event, CallStarted):
                         partial = ""
-                        if event.stage == "qa":
-                            names = options_types or tuple(t.name for t in QUESTION_TYPES)
-                            what = (f"QA: {names[event.index]}" if len(names) > event.index and
-                                    event.total_steps else "QA")
-                        else:
-                            start, end = event.window
-                            what = f"{_STAGE_LABEL[event.stage]} {_secs(start)}-{_secs(end)} s"
-                        progress = f"step {event.step}/{event.total_steps}: {what}"
+                        progress = f"step {event.step}/{event.total_steps}: {_call_label(event)}"
                         yield progress, skip, skip, skip, skip, skip
-                    elif event.kind == "chunk" and event.stage in level_of:
+                    elif isinstance(event, TextChunk) and event.window is not None:  # a description being written
                         partial += event.text
-                        n = level_of[event.stage]
+                        n = _LEVEL[event.stage]
                         out = [skip, skip, skip]
                         out[n - 1] = _level_text(levels[n], (*event.window, partial))
                         yield progress, *out, skip, skip
-                    elif event.kind == "description":
+                    elif isinstance(event, DescriptionWritten):
                         n = event.description.level
                         levels[n].append(event.description)
                         out = [skip, skip, skip]
                         out[n - 1] = _level_text(levels[n]) if n < 3 else event.description.text
                         yield progress, *out, skip, skip
-                    elif event.kind == "stopped":
+                    elif isinstance(event, Stopped):
                         yield f"Stopped at {progress}.", skip, skip, skip, skip, skip
                         return
-                    elif event.kind == "done":
+                    elif isinstance(event, Done):
                         result = event.result
                         rejects = ", ".join(f"{k} {v}" for k, v in sorted(result.rejects.items())) or "none"
                         done = (f"Done: {len(result.pairs)} QA pairs ({result.mc_skipped} open-ended only), "
@@ -783,7 +784,6 @@ class SynthPanel:
         """The edited pairs: row i is result.pairs[i] with the table's keep/type/question/answer; an
         answer that was changed drops the multiple-choice options (they were made for the old one);
         rows added at the end become new open-ended pairs."""
-        from . import synth
         from .prompts import question_type as find_type
 
         pairs = []
@@ -803,21 +803,18 @@ class SynthPanel:
                 correct, wrong = base.correct_option, list(base.wrong_options)
             else:
                 correct, wrong = None, []
-            pairs.append(synth.QAPair(qtype, question, answer, correct, wrong, keep=_truthy(keep)))
+            pairs.append(QAPair(qtype, question, answer, correct, wrong, keep=_truthy(keep)))
         return pairs
 
     def save(self, result: Any, table: Any) -> str:
         """Save button: this video's records with the table's edits (unticked rows removed) into the
         output folder. Returns where and how many."""
-        from . import dataset as ds
-        from . import synth
-
         if result is None:
             gr.Warning("Nothing to save yet: generate first.")
             return "Nothing to save yet: generate first."
         pairs = self.pairs_from_table(result, table)
-        written = synth.save_edited_pairs(self.out_dir, result, pairs)
-        counts = {task: len(result.records(pairs)[task]) for task in ds.TASKS}
+        written = save_edited_pairs(self.out_dir, result, pairs)
+        counts = {task: len(result.records(pairs)[task]) for task in RECORD_TASKS}
         kept = sum(1 for p in pairs if p.keep)
         files = ", ".join(sorted(written)) or "no split files"
         return (f"Saved to {self.out_dir.resolve()}: {counts.get('cap', 0)} caption, {counts.get('oe', 0)} "
@@ -826,12 +823,10 @@ class SynthPanel:
 
     def download(self) -> str | None:
         """Download button: the whole output folder as a zip (JSON arrays + manifests)."""
-        from . import synth
-
         if not self.out_dir.is_dir():
             gr.Warning("Nothing saved yet in the output folder.")
             return None
-        return str(synth.export_run(self.out_dir))
+        return str(export_run(self.out_dir))
 
     def stop(self, request: gr.Request | None = None) -> str:
         session = self._session(request)
@@ -851,10 +846,10 @@ class SynthPanel:
 
         progress = ""
         for event in self.events(video, None, self.api_description_tokens, self.api_qa_tokens, StopFlag()):
-            if event.kind == "step":
+            if isinstance(event, CallStarted):
                 progress = f"step {event.step}/{event.total_steps}: {event.stage}"
                 yield progress
-            elif event.kind == "done":
+            elif isinstance(event, Done):
                 result = event.result
                 yield json.dumps({"caption": result.caption, "pairs": [p.to_dict() for p in result.pairs],
                                   "records": result.records(), "summary": result.summary()}, ensure_ascii=False)
@@ -877,9 +872,9 @@ def synth_tab(chat: VideoChat, out_dir: str | os.PathLike | None = None) -> Synt
                 types = gr.CheckboxGroup([t.name for t in QUESTION_TYPES], value=[t.name for t in QUESTION_TYPES],
                                          label="Question types", elem_id="synth-types")
                 with gr.Accordion("Settings", open=False, elem_id="synth-settings"):
-                    desc_tokens = gr.Slider(16, 2048, value=512, step=1, label="Max new tokens per description",
+                    desc_tokens = gr.Slider(16, 2048, value=SynthOptions.DESCRIPTION_TOKENS, step=1, label="Max new tokens per description",
                                             elem_id="synth-desc-tokens")
-                    qa_tokens = gr.Slider(16, 1024, value=256, step=1, label="Max new tokens per QA call",
+                    qa_tokens = gr.Slider(16, 1024, value=SynthOptions.QA_TOKENS_PER_TYPE, step=1, label="Max new tokens per QA call",
                                           elem_id="synth-qa-tokens")
                 with gr.Row():
                     gen_btn = gr.Button("Generate", variant="primary", elem_id="synth-generate")

@@ -11,9 +11,9 @@ import gradio as gr
 import pytest
 
 from llava_video_app import output_folder as folder
-from llava_video_app import synth
 from llava_video_app.prompts import QUESTION_TYPES
 from llava_video_app.sample_videos import make_video
+from llava_video_app.synth.result import SynthResult
 from llava_video_app.ui import (MODEL_EVENTS, SYNTH_COLUMNS, SynthPanel, VideoChat, build_ui, synth_source,
                                 synth_tab)
 
@@ -62,10 +62,10 @@ def test_generate_streams_progress_levels_and_ends_with_a_table(panel, video):
     level1 = _value(outputs, 1)
     assert level1.startswith("[0-10 s]") and "[10-12 s]" in level1
     assert _value(outputs, 2).startswith("[0-12 s]")
-    assert isinstance(_value(outputs, 3), str)
     table, result = outputs[-1][4], outputs[-1][5]
     assert [row[1] for row in table] == TYPES and all(row[0] is True and len(row) == 4 for row in table)
-    assert isinstance(result, synth.SynthResult) and len(result.level(1)) == 2
+    assert isinstance(result, SynthResult) and len(result.level(1)) == 2
+    assert _value(outputs, 3) == result.caption, "the level-3 box shows the caption"
 
 
 def test_edits_and_unticks_are_saved_and_downloadable(panel, video):
