@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
@@ -205,8 +205,9 @@ def app_command(
     mcp_server: Optional[bool] = typer.Option(None, "--mcp-server", help="Also serve the API as an MCP server "
                                               "(needs gradio's mcp extra)."),
 ) -> None:
-    """The web app, as `python app.py`: upload a video, pick a task, watch the answer stream."""
-    from .ui import run_app
+    """The web app, as `python app.py`: upload a video, pick a task, watch the answer stream. Settings
+    also come from LLAVA_VIDEO_* environment variables; flags win."""
+    from .web.app import run_app
 
     run_app(load_config(model=model, quant=quant, device=device, frames=frames, host=host, port=port, share=share,
                         output_dir=output_dir, mcp_server=mcp_server, compile=compile))
@@ -321,6 +322,14 @@ def dataset_export(
 
 def main() -> None:
     app()
+
+
+def app_main(argv: Sequence[str] | None = None) -> None:
+    """`python app.py [flags]`: the `app` command on its own, so both take the same flags."""
+    standalone = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    standalone.command(context_settings={"help_option_names": ["-h", "--help"]})(app_command)
+    command = typer.main.get_command(standalone)
+    command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="app.py")
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def test_one_generation_at_a_time_and_the_others_see_their_place(client, sample_
     deadline = time.monotonic() + 90
     while not all(job.done() for job in jobs) and time.monotonic() < deadline:
         # (the client's view of "running" lags a little, so overlap is not asserted here; the
-        # concurrency group itself is checked in test_ui.py)
+        # concurrency group itself is checked in test_web_app.py)
         statuses = [job.status() for job in jobs]
         running = any(s.code in running_states for s in statuses)
         if running and any(s.code == Status.IN_QUEUE and s.rank is not None for s in statuses):

@@ -10,11 +10,10 @@ import types
 from pathlib import Path
 
 import gradio as gr
-import pytest
 import yaml
 
 from llava_video_app.config import DEFAULT_MODEL, GenerationSettings
-from llava_video_app.ui import gpu_duration, synth_call_duration
+from llava_video_app.web.zerogpu import gpu_duration, synth_call_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "spaces"
