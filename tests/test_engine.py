@@ -29,8 +29,9 @@ def test_stop_ends_generation_within_two_tokens(tiny_engine, sample_video):
     stats = tiny_engine.last_stats
     assert stats.stopped
     assert stats.new_tokens <= 2
-    # the engine is free right away: the next request runs at once
-    assert tiny_engine.ask_text("Next?", settings=GenerationSettings(max_new_tokens=2)) is not None
+    # the engine is free right away: the next request runs at once, to its end
+    assert tiny_engine.ask_text("Next?", settings=GenerationSettings(max_new_tokens=2))
+    assert tiny_engine.last_stats.new_tokens == 2 and not tiny_engine.last_stats.stopped
 
 
 def test_a_consumer_that_walks_away_counts_as_stop_and_frees_the_engine(tiny_engine, sample_video):
@@ -77,9 +78,11 @@ def test_another_video_does_not_reuse_the_previous_videos_cache(tiny_engine, sam
 
 
 def test_text_only_generation_for_qa_writing(tiny_engine):
-    text = tiny_engine.ask_text("Write one question.", settings=GenerationSettings(max_new_tokens=6))
-    assert isinstance(text, str)
-    assert tiny_engine.last_stats.visual_tokens == 0
+    settings = GenerationSettings(max_new_tokens=6)
+    text = tiny_engine.ask_text("Write one question.", settings=settings)
+    assert text and tiny_engine.last_stats.visual_tokens == 0 and 1 <= tiny_engine.last_stats.new_tokens <= 6
+    cold = Engine(tiny_engine.model, tiny_engine.config)  # greedy: the same text, from a cold engine too
+    assert "".join(cold.stream_text("Write one question.", settings=settings)) == text
 
 
 def test_sampling_with_temperature_runs(tiny_engine, sample_video):
