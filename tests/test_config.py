@@ -1,3 +1,5 @@
+"""Settings (config.py): environment < flags, one quantisation check, the sampling settings."""
+
 from pathlib import Path
 
 import pytest

@@ -46,7 +46,7 @@ def _call_label(event: CallStarted) -> str:
     return f"{_STAGE_LABEL[event.stage]} {_secs(start)}-{_secs(end)} s"
 
 
-def _level_text(descriptions: Sequence[Any], partial: tuple[float, float, str] | None = None) -> str:
+def _level_text(descriptions: Sequence[Description], partial: tuple[float, float, str] | None = None) -> str:
     """The descriptions of one level, each under its time span; `partial` = the one being written."""
     parts = [f"[{_secs(d.start)}-{_secs(d.end)} s] {d.text}" for d in descriptions]
     if partial is not None:
