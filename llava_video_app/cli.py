@@ -1,4 +1,5 @@
-"""`llava-video`: the same engine as the app, from a terminal.
+"""`llava-video`: the same engine as the app, from a terminal. Its `app` command is also `python app.py`
+(`app_main`), so the app's flags are defined once, here.
 
 User mistakes (a bad file, an unknown question type, a missing model) end with one readable line on
 stderr and a non-zero exit code, never a traceback.
