@@ -29,13 +29,17 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llava_video_app.config import AppConfig  # noqa: E402
-from llava_video_app.engine import Engine, GenerationSettings  # noqa: E402
+from llava_video_app.checkpoint import KNOWN_VISION_TOWERS  # noqa: E402
+from llava_video_app.config import AppConfig, GenerationSettings  # noqa: E402
+from llava_video_app.engine import Engine  # noqa: E402
 from llava_video_app.model import LlavaVideoModel  # noqa: E402
 from llava_video_app.prompts import Turn  # noqa: E402
 from llava_video_app.sample_videos import make_video  # noqa: E402
-from llava_video_app.tiny import build_tiny_checkpoint, build_tokenizer, write_random_weights  # noqa: E402
-from llava_video_app.checkpoint import KNOWN_VISION_TOWERS  # noqa: E402
+from llava_video_app.tiny import (  # noqa: E402
+    build_tiny_checkpoint,
+    build_tokenizer,
+    write_random_weights,
+)
 
 CONFIG_7B = ROOT / "bench" / "configs" / "llava-video-7b-qwen2.json"
 

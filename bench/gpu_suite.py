@@ -129,7 +129,7 @@ def peak(device: str) -> dict:
 
 def first_question(engine, s: Sizes, tokens: int, frames: int) -> dict:
     """Time to first token from the file (nothing of it cached), broken down; tokens/s; peak VRAM."""
-    from llava_video_app.engine import GenerationSettings
+    from llava_video_app.config import GenerationSettings
 
     engine.clear()
     reset_peak(s.device)
@@ -143,7 +143,7 @@ def first_question(engine, s: Sizes, tokens: int, frames: int) -> dict:
 
 def follow_ups(engine, s: Sizes, questions=FOLLOW_UPS) -> list[dict]:
     """Follow-ups on the conversation of first_question, each a new prompt length."""
-    from llava_video_app.engine import GenerationSettings
+    from llava_video_app.config import GenerationSettings
     from llava_video_app.prompts import Turn
 
     history, rows = [Turn(CAPTION, "A video.")], []
@@ -161,7 +161,7 @@ def profile_steps(engine, s: Sizes, steps: int = 16) -> list[dict]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from llava_video_app.engine import GenerationSettings
+    from llava_video_app.config import GenerationSettings
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s.device == "cuda" else [])
     with profile(activities=activities) as prof:
@@ -176,8 +176,8 @@ def profile_steps(engine, s: Sizes, steps: int = 16) -> list[dict]:
 def run_quant_part(part: str, s: Sizes, out: Path) -> dict:
     import torch
 
-    from llava_video_app.config import AppConfig
-    from llava_video_app.engine import Engine, GenerationSettings
+    from llava_video_app.config import AppConfig, GenerationSettings
+    from llava_video_app.engine import Engine
     from llava_video_app.model import LlavaVideoModel
 
     quant = QUANT_OF[part]
@@ -231,7 +231,8 @@ def run_quant_part(part: str, s: Sizes, out: Path) -> dict:
 def more_compiled_engines(model, first, s: Sizes) -> dict:
     """A second compiled engine after the first (a reload) and a third beside it (a synthesis
     engine next to the chat's): the crash of torch 2.11's thread-local CUDA graph state."""
-    from llava_video_app.engine import Engine, GenerationSettings
+    from llava_video_app.config import GenerationSettings
+    from llava_video_app.engine import Engine
 
     settings = GenerationSettings(max_new_tokens=8, ignore_eos=True)
     expected = first.ask(s.warmup_video, "Which way?", settings=settings)

@@ -1,4 +1,5 @@
-"""`llava-video`: the same engine as the app, from a terminal.
+"""`llava-video`: the same engine as the app, from a terminal. Its `app` command is also `python app.py`
+(`app_main`), so the app's flags are defined once, here.
 
 User mistakes (a bad file, an unknown question type, a missing model) end with one readable line on
 stderr and a non-zero exit code, never a traceback.
@@ -10,11 +11,12 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
 from .config import QUANTIZATIONS, AppConfig
+from .synth.plan import SynthOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ask LLaVA-Video about videos, caption them, and make LLaVA-Video-178K-style data.")
@@ -54,10 +56,8 @@ def user_errors():
 def load_config(**overrides) -> AppConfig:
     try:
         config = AppConfig.from_env().with_overrides(**overrides)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # a bad LLAVA_VIDEO_* value or flag (e.g. --quant)
         fail(str(err))
-    if config.quant is not None and config.quant not in QUANTIZATIONS:
-        fail(f"--quant must be one of {', '.join(QUANTIZATIONS)}")
     return config
 
 
@@ -78,7 +78,8 @@ def _resolve_question(question: Optional[str], question_type: Optional[str]) -> 
 
 
 def _run(config: AppConfig, video: Path, question: str, start: Optional[float], end: Optional[float]) -> None:
-    from .engine import Engine, GenerationSettings
+    from .config import GenerationSettings
+    from .engine import Engine
     from .video import plan_clip
 
     stop = threading.Event()
@@ -153,8 +154,8 @@ def inspect(
 ) -> None:
     """Show what the model would see, without running it: frames, timestamps, prompt, visual tokens,
     and the language model's effective settings (rotary base, context length, dtype)."""
-    from .request import inspect_request
     from .prompts import CAPTION_QUESTION
+    from .request import inspect_request
 
     config = load_config(model=model, quant=quant, device=device, frames=frames, pool_mode=pool_mode)
     try:
@@ -217,14 +218,15 @@ def app_command(
     mcp_server: Optional[bool] = typer.Option(None, "--mcp-server", help="Also serve the API as an MCP server "
                                               "(needs gradio's mcp extra)."),
 ) -> None:
-    """The web app, as `python app.py`: upload a video, pick a task, watch the answer stream."""
-    from .ui import run_app
+    """The web app, as `python app.py`: upload a video, pick a task, watch the answer stream. Settings
+    also come from LLAVA_VIDEO_* environment variables; flags win."""
+    from .web.app import run_app
 
     run_app(load_config(model=model, quant=quant, device=device, frames=frames, host=host, port=port, share=share,
                         output_dir=output_dir, mcp_server=mcp_server, compile=compile))
 
 
-# --- synthetic data: `synth` and `dataset` (llava_video_app/synth.py, dataset.py) -------------------
+# --- synthetic data: `synth` and `dataset` (llava_video_app/synth/, dataset_report.py, output_folder.py) ---
 
 @app.command()
 def synth(
@@ -238,31 +240,27 @@ def synth(
     data_source: str = typer.Option("local", "--data-source", help="The records' data_source (also in file names)."),
     qa_mode: str = typer.Option("per-type", "--qa-mode", help="per-type (one call per type) or joint (one call)."),
     no_mc: bool = typer.Option(False, "--no-mc", help="Make no multiple-choice records."),
-    qa_max_new_tokens: Optional[int] = typer.Option(None, "--qa-max-new-tokens", min=1,
-                                                    help="Per QA call (default 256 per-type, 2048 joint)."),
+    qa_max_new_tokens: Optional[int] = typer.Option(None, "--qa-max-new-tokens", min=1, help=(
+        f"Per QA call (default {SynthOptions.QA_TOKENS_PER_TYPE} per-type, {SynthOptions.QA_TOKENS_JOINT} joint).")),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
-                                                 help="Per description call (default 512)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help=(
+        f"Per description call (default {SynthOptions.DESCRIPTION_TOKENS}).")),
     temperature: Optional[float] = TemperatureOpt, top_p: Optional[float] = TopPOpt,
     pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """LLaVA-Video-178K-style data (captions, open-ended and multiple-choice QA) from videos; resumable."""
-    from .engine import Engine, GenerationSettings
-    from .synth import SynthOptions, find_videos, run_batch
+    from .engine import Engine
+    from .synth.batch import find_videos, run_batch
 
     config = load_config(model=model, quant=quant, device=device, temperature=temperature, top_p=top_p,
                          pool_mode=pool_mode, compile=compile)
     try:
         names = tuple(t.strip() for item in types or () for t in item.split(",") if t.strip())
-        mode = qa_mode.replace("-", "_")
-        sampling = dict(temperature=config.temperature, top_p=config.top_p)
-        options = SynthOptions(
-            max_frames=max_frames, qa_mode=mode, multiple_choice=not no_mc, data_source=data_source,
-            description_settings=GenerationSettings(max_new_tokens=max_new_tokens or 512, **sampling),
-            qa_settings=GenerationSettings(max_new_tokens=qa_max_new_tokens or (256 if mode == "per_type" else 2048),
-                                           **sampling),
-            **({"types": names} if names else {}))
+        options = SynthOptions.with_limits(
+            description_tokens=max_new_tokens, qa_tokens=qa_max_new_tokens, temperature=config.temperature,
+            top_p=config.top_p, max_frames=max_frames, qa_mode=qa_mode.replace("-", "_"), multiple_choice=not no_mc,
+            data_source=data_source, **({"types": names} if names else {}))
         videos = find_videos(path)
     except user_errors() as err:
         fail(str(err))
@@ -291,7 +289,7 @@ def dataset_stats(
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
 ) -> None:
     """Records per split, question type and video length (0-30s, 30-60s, 1-2min, 2-3min, longer)."""
-    from .dataset import dataset_stats as compute
+    from .dataset_report import dataset_stats as compute
 
     if not folder.exists():
         fail(f"{folder} does not exist")
@@ -305,7 +303,7 @@ def dataset_check(
     max_errors: int = typer.Option(100, "--max-errors", min=1, help="Print at most this many errors."),
 ) -> None:
     """Validate every record against the LLaVA-Video-178K schema; exit 1 on any error."""
-    from .dataset import check_dataset
+    from .dataset_report import check_dataset
 
     if not folder.exists():
         fail(f"{folder} does not exist")
@@ -325,7 +323,7 @@ def dataset_export(
     zip_path: Optional[Path] = typer.Option(None, "--zip", help="Also write a zip of the JSON arrays + manifests."),
 ) -> None:
     """Write each .jsonl split as a JSON array (.json), the public dataset's format."""
-    from .dataset import export_json, export_zip
+    from .output_folder import export_json, export_zip
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder")
@@ -337,6 +335,14 @@ def dataset_export(
 
 def main() -> None:
     app()
+
+
+def app_main(argv: Sequence[str] | None = None) -> None:
+    """`python app.py [flags]`: the `app` command on its own, so both take the same flags."""
+    standalone = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    standalone.command(context_settings={"help_option_names": ["-h", "--help"]})(app_command)
+    command = typer.main.get_command(standalone)
+    command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="app.py")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""All settings in one dataclass: defaults < environment variables (LLAVA_VIDEO_*) < CLI flags."""
+"""The app's settings: `AppConfig` (defaults < environment variables LLAVA_VIDEO_* < CLI flags), the
+quantisations (`check_quant`) and the sampling settings of one generation (`GenerationSettings`).
+Torch-free, so the CLI, the UI and the synthesis recipe can use them without loading the model stack."""
 
 from __future__ import annotations
 
@@ -18,6 +20,14 @@ DEFAULT_MODEL = "lmms-lab/LLaVA-Video-7B-Qwen2"
 CPU_FALLBACK_MODEL = "lmms-lab/llava-onevision-qwen2-0.5b-ov"
 
 ENV_PREFIX = "LLAVA_VIDEO_"
+
+
+def check_quant(value: str | None, setting: str = "quant") -> Quantization | None:
+    """`value` if it is one of QUANTIZATIONS (or None: "not chosen"), else a ValueError that names the
+    `setting` it came from (an environment variable, a flag)."""
+    if value is not None and value not in QUANTIZATIONS:
+        raise ValueError(f"{setting} must be one of {', '.join(QUANTIZATIONS)}, got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 @dataclass
@@ -78,6 +88,7 @@ class AppConfig:
         unknown = set(given) - {f.name for f in fields(self)}
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        check_quant(given.get("quant"), "--quant")
         return dataclasses.replace(self, **given)
 
     @classmethod
@@ -89,10 +100,8 @@ class AppConfig:
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f, raw)
-        config = cls(**values)
-        if config.quant is not None and config.quant not in QUANTIZATIONS:
-            raise ValueError(f"{ENV_PREFIX}QUANT must be one of {', '.join(QUANTIZATIONS)}, got {config.quant!r}")
-        return config
+        check_quant(values.get("quant"), f"{ENV_PREFIX}QUANT")
+        return cls(**values)
 
 
 def default_gpu_quant(device: str) -> str:
@@ -131,3 +140,25 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
     except ValueError:
         raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+@dataclass
+class GenerationSettings:
+    """How one answer is sampled: greedy by default, like the model card."""
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+
+    @classmethod
+    def from_config(cls, config: AppConfig) -> "GenerationSettings":
+        return cls(config.max_new_tokens, config.temperature, config.top_p)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Hashable, Iterator, Sequence
 import torch
 
 from . import video as video_stage
-from .config import AppConfig
+from .config import AppConfig, GenerationSettings
 from .decoding import CompiledDecoder, IncrementalDecoder, compile_cache_dir, sample
 from .kv_cache import ConversationCache
 from .model import LlavaVideoModel
@@ -30,26 +30,6 @@ PREFILL_CHUNK = 2048  # tokens per prefill forward pass: bounds activation memor
 # so follow-up questions of different lengths reuse a few input shapes instead of making new ones:
 # per-shape work (kernel plans, autotuning) cost a first follow-up 0.8 s in 4-bit on an H200.
 PREFILL_BUCKET = 64
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 1024
-    temperature: float = 0.0  # 0 = greedy, like the model card
-    top_p: float = 1.0
-    ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
-
-    @classmethod
-    def from_config(cls, config: AppConfig) -> "GenerationSettings":
-        return cls(config.max_new_tokens, config.temperature, config.top_p)
 
 
 @dataclass

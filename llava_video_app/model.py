@@ -18,8 +18,18 @@ import torch
 from torch import nn
 
 from . import attention
-from .checkpoint import (LANGUAGE_MODEL_KEYS, NEWLINE_KEY, PROJECTOR_PREFIX, VISION_PREFIX, Checkpoint,
-                         CheckpointError, context_length, open_checkpoint, resolve_checkpoint, unconsumed_keys)
+from .checkpoint import (
+    LANGUAGE_MODEL_KEYS,
+    NEWLINE_KEY,
+    PROJECTOR_PREFIX,
+    VISION_PREFIX,
+    Checkpoint,
+    CheckpointError,
+    context_length,
+    open_checkpoint,
+    resolve_checkpoint,
+    unconsumed_keys,
+)
 
 IMAGE_TOKEN_INDEX = -200  # the authors' sentinel id for the <image> placeholder
 VISION_BATCH = 16  # frames per vision-tower forward: bounds activation memory at 64+ frames

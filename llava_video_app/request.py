@@ -11,7 +11,13 @@ from typing import Any
 import torch
 
 from .checkpoint import context_length, read_config, vision_config_of
-from .model import VisualLayout, dtype_name, dtypes_for, language_model_settings, qwen2_config
+from .model import (
+    VisualLayout,
+    dtype_name,
+    dtypes_for,
+    language_model_settings,
+    qwen2_config,
+)
 from .prompts import build_prompt
 from .video import plan_clip
 

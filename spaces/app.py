@@ -3,8 +3,8 @@
 The Space repository holds this file, README.md (the Space's YAML header) and requirements.txt from
 this folder, plus copies of `llava_video_app/` and `assets/` (see "Deploy as a Space" in the main
 README). On ZeroGPU hardware `spaces.GPU` wraps the functions that run the model, with a duration
-computed per request (`ui.gpu_duration`: 98 s for 64 frames and 1024 new tokens; each call of the
-synthesis recipe gets its own, `ui.synth_call_duration`); where the `spaces` package is absent
+computed per request (`web.zerogpu.gpu_duration`: 97 s for 64 frames and 1024 new tokens; each call
+of the synthesis recipe gets its own, `web.zerogpu.synth_call_duration`); where the `spaces` package is absent
 (locally, in tests, on CPU) the same code runs without it.
 
 Settings come from the Space's variables (LLAVA_VIDEO_MODEL, LLAVA_VIDEO_QUANT, LLAVA_VIDEO_FRAMES,
@@ -30,7 +30,10 @@ for _root in (HERE, HERE.parent):  # the Space repository's root, or this reposi
         break
 
 from llava_video_app.config import DEFAULT_MODEL, AppConfig  # noqa: E402
-from llava_video_app.ui import EngineHolder, VideoChat, build_ui, launch, synth_tab  # noqa: E402
+from llava_video_app.web.app import build_ui, launch  # noqa: E402
+from llava_video_app.web.ask_tab import VideoChat  # noqa: E402
+from llava_video_app.web.serving import EngineHolder  # noqa: E402
+from llava_video_app.web.synth_tab import synth_tab  # noqa: E402
 
 
 def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:

@@ -18,7 +18,9 @@ import pytest
 from llava_video_app.config import AppConfig
 from llava_video_app.engine import Engine
 from llava_video_app.prompts import question_type
-from llava_video_app.ui import VideoChat, build_ui, launch, synth_tab
+from llava_video_app.web.app import build_ui, launch
+from llava_video_app.web.ask_tab import VideoChat
+from llava_video_app.web.synth_tab import synth_tab
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

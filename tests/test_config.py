@@ -1,8 +1,15 @@
+"""Settings (config.py): environment < flags, one quantisation check, the sampling settings."""
+
 from pathlib import Path
 
 import pytest
 
-from llava_video_app.config import CPU_FALLBACK_MODEL, AppConfig
+from llava_video_app.config import (
+    CPU_FALLBACK_MODEL,
+    AppConfig,
+    GenerationSettings,
+    check_quant,
+)
 
 
 def test_environment_then_flags_override_defaults():
@@ -20,6 +27,26 @@ def test_bad_values_are_clear_errors():
         AppConfig.from_env({"LLAVA_VIDEO_QUANT": "3bit"})
     with pytest.raises(TypeError, match="colour"):
         AppConfig().with_overrides(colour="red")
+
+
+def test_quant_is_checked_once_for_the_environment_and_the_flags():
+    assert check_quant(None) is None and check_quant("bf16") == "bf16"
+    with pytest.raises(ValueError, match="LLAVA_VIDEO_QUANT must be one of 4bit, int4, bf16, fp16, fp32, got '3bit'"):
+        AppConfig.from_env({"LLAVA_VIDEO_QUANT": "3bit"})
+    with pytest.raises(ValueError, match="--quant must be one of 4bit"):
+        AppConfig().with_overrides(quant="int8")
+    assert AppConfig().with_overrides(quant="fp16").quant == "fp16"
+
+
+def test_sampling_settings_are_validated():
+    with pytest.raises(ValueError):
+        GenerationSettings(max_new_tokens=0)
+    with pytest.raises(ValueError):
+        GenerationSettings(top_p=0)
+    with pytest.raises(ValueError):
+        GenerationSettings(temperature=-1)
+    config = AppConfig(max_new_tokens=7, temperature=0.5, top_p=0.9)
+    assert GenerationSettings.from_config(config) == GenerationSettings(7, 0.5, 0.9)
 
 
 def test_without_cuda_the_default_falls_back_to_the_small_model_on_cpu(monkeypatch):

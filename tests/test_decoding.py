@@ -9,13 +9,16 @@ import pytest
 import torch
 
 from llava_video_app import decoding
-from llava_video_app.engine import Engine, GenerationSettings
+from llava_video_app.config import GenerationSettings
+from llava_video_app.engine import Engine
 
 
 def test_the_decode_thread_has_cuda_graph_trees_thread_state():
     """torch 2.11 asserted (`_is_key_in_tls`) when a compiled step ran on a thread other than the one
     that imported cudagraph_trees: the crash of a process's second compiled engine."""
-    from torch._inductor import cudagraph_trees as trees  # imported here, on the test's thread
+    from torch._inductor import (
+        cudagraph_trees as trees,  # imported here, on the test's thread
+    )
 
     def state_on_this_thread():
         return hasattr(trees.local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers")

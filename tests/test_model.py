@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from llava_video_app.checkpoint import (KNOWN_VISION_TOWERS, CheckpointError, open_checkpoint, read_config,
-                                        vision_config_of)
+from llava_video_app.checkpoint import (
+    KNOWN_VISION_TOWERS,
+    CheckpointError,
+    open_checkpoint,
+    read_config,
+    vision_config_of,
+)
 from llava_video_app.model import IMAGE_TOKEN_INDEX, LlavaVideoModel, VisualLayout
 
 SIGLIP_384 = KNOWN_VISION_TOWERS["google/siglip-so400m-patch14-384"]
@@ -87,8 +92,8 @@ def test_4bit_nf4_loads_and_runs_on_cpu(tiny_checkpoint):
     """bitsandbytes quantises to NF4 on CPU too, so the real 4-bit path is tested here."""
     import bitsandbytes as bnb
 
-    from llava_video_app.config import AppConfig
-    from llava_video_app.engine import Engine, GenerationSettings
+    from llava_video_app.config import AppConfig, GenerationSettings
+    from llava_video_app.engine import Engine
 
     model = LlavaVideoModel.load(str(tiny_checkpoint), quant="4bit", device="cpu")
     proj = model.lm.model.layers[0].self_attn.q_proj
@@ -106,8 +111,8 @@ def test_4bit_nf4_loads_and_runs_on_cpu(tiny_checkpoint):
 def test_4bit_decoding_compiles_as_one_graph_and_answers_as_eager(tiny_checkpoint):
     """--compile on the 4-bit model: the bitsandbytes layers trace into one graph (fullgraph=True
     raises otherwise) and the greedy answer is the eager one."""
-    from llava_video_app.config import AppConfig
-    from llava_video_app.engine import Engine, GenerationSettings
+    from llava_video_app.config import AppConfig, GenerationSettings
+    from llava_video_app.engine import Engine
 
     model = LlavaVideoModel.load(str(tiny_checkpoint), quant="4bit", device="cpu")
     settings = GenerationSettings(max_new_tokens=8, ignore_eos=True)
@@ -183,8 +188,8 @@ def test_int4_quantises_every_decoder_linear_layer_and_compiles_like_eager(tiny_
     embeddings and LM head stay 16-bit, and compiled decoding answers as eager decoding does."""
     from torchao.utils import TorchAOBaseTensor
 
-    from llava_video_app.config import AppConfig
-    from llava_video_app.engine import Engine, GenerationSettings
+    from llava_video_app.config import AppConfig, GenerationSettings
+    from llava_video_app.engine import Engine
 
     model = LlavaVideoModel.load(str(tiny_checkpoint), quant="int4", device="cpu")
     linears = {name: module for name, module in model.lm.model.named_modules() if isinstance(module, torch.nn.Linear)}

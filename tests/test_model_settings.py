@@ -15,8 +15,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llava_video_app.checkpoint import LANGUAGE_MODEL_KEYS, CheckpointError, unconsumed_keys
-from llava_video_app.model import LlavaVideoModel, check_language_model_settings, qwen2_config
+from llava_video_app.checkpoint import (
+    LANGUAGE_MODEL_KEYS,
+    CheckpointError,
+    unconsumed_keys,
+)
+from llava_video_app.model import (
+    LlavaVideoModel,
+    check_language_model_settings,
+    qwen2_config,
+)
 from llava_video_app.tiny import build_tiny_checkpoint
 
 BENCH_7B_CONFIG = Path(__file__).resolve().parent.parent / "bench" / "configs" / "llava-video-7b-qwen2.json"

@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from llava_reference import ReferenceLlavaVideo, load_video, qwen_1_5_prompt
 
-from llava_video_app.config import AppConfig
-from llava_video_app.engine import Engine, GenerationSettings
+from llava_video_app.config import AppConfig, GenerationSettings
+from llava_video_app.engine import Engine
 from llava_video_app.model import LlavaVideoModel
 from llava_video_app.prompts import build_prompt
 from llava_video_app.tiny import build_tiny_checkpoint
-from llava_reference import ReferenceLlavaVideo, load_video, qwen_1_5_prompt
 
 FRAMES = 8
 QUESTION = "Please describe this video in detail."

@@ -2,8 +2,14 @@
 
 import pytest
 
-from llava_video_app.prompts import (CAPTION_QUESTION, QUESTION_TYPES, Turn, build_prompt, question_type,
-                                     time_instruction)
+from llava_video_app.prompts import (
+    CAPTION_QUESTION,
+    QUESTION_TYPES,
+    Turn,
+    build_prompt,
+    question_type,
+    time_instruction,
+)
 
 
 def test_time_instruction_is_verbatim_including_the_missing_space():

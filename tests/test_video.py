@@ -12,8 +12,17 @@ import pytest
 from llava_video_app import video as video_stage
 from llava_video_app.prompts import format_timestamps
 from llava_video_app.sample_videos import available_codecs, make_video, read_index
-from llava_video_app.video import (EmptyVideoError, InvalidRangeError, NotAVideoError, UnreadableVideoError,
-                                   VideoError, load_video, plan_clip, probe_video, sample_indices)
+from llava_video_app.video import (
+    EmptyVideoError,
+    InvalidRangeError,
+    NotAVideoError,
+    UnreadableVideoError,
+    VideoError,
+    load_video,
+    plan_clip,
+    probe_video,
+    sample_indices,
+)
 
 DECODERS = ["decord", "pyav"]
 

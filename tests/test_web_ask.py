@@ -1,19 +1,17 @@
-"""The app's event handlers, called directly over the tiny engine: streaming, Stop, follow-ups from the
-caches, bad input, the layout's wiring and the command line. The model is random: only behaviour is
-checked, never the words."""
+"""The Ask tab's handlers (web/ask_tab.py), called directly over the tiny engine: streaming, Stop,
+follow-ups from the caches, bad input, Clear, the API endpoints. The model is random: only behaviour
+is checked, never the words."""
 
-import pickle
 import threading
 
 import gradio as gr
 import pytest
 
 from llava_video_app import video as video_stage
-from llava_video_app.config import AppConfig
-from llava_video_app.engine import Engine, GenerationStats
-from llava_video_app.prompts import CAPTION_QUESTION, QUESTION_TYPES, Turn
-from llava_video_app.ui import (MODEL_EVENTS, TASK_CAPTION, TASK_OWN, TASKS, ChatState, EngineHolder, StopFlag,
-                                VideoChat, build_ui, gpu_duration, parse_args, question_for_task)
+from llava_video_app.config import GenerationSettings
+from llava_video_app.prompts import CAPTION_QUESTION, Turn, question_type
+from llava_video_app.web.ask_tab import VideoChat
+from llava_video_app.web.conversation import ChatState
 
 
 @pytest.fixture
@@ -34,14 +32,6 @@ def _answers(outputs):
         if chat_messages and chat_messages[-1]["role"] == "assistant":
             texts.append(chat_messages[-1]["content"])
     return texts
-
-
-def test_tasks_fill_in_their_question():
-    assert TASKS[0] == TASK_CAPTION and TASKS[-1] == TASK_OWN and len(TASKS) == 18
-    assert question_for_task(TASK_CAPTION) == CAPTION_QUESTION
-    for qtype in QUESTION_TYPES:
-        assert question_for_task(qtype.name) == qtype.example
-    assert question_for_task(TASK_OWN) == ""
 
 
 def test_new_video_fills_the_trim_range_and_starts_over(chat, sample_video):
@@ -69,7 +59,6 @@ def test_answer_streams_growing_text_and_shows_the_frames_and_stats(chat, sample
     assert "tok/s" in status and "first token" in status and "fp32" in status and "cpu" in status
     assert outputs[0][4] == "", "the question box is emptied for the next question"
 
-
 class _CountingLM:
     """Counts the language model's forward passes (one per generated token after the prefill)."""
 
@@ -90,7 +79,7 @@ def test_stop_ends_the_answer_within_a_token_or_two(chat, sample_video, monkeypa
     stream = chat.ask(str(sample_video), "Describe it.", 0, None, 8, 500, 0.0, 1.0, None)
     next(stream)  # the frames and "Answering…"
     next(stream)  # the first chunk of text
-    flag = chat._session(None).stop
+    flag = chat.sessions.get(None).stop
     at_stop = {}
     real_set = flag.set
 
@@ -119,7 +108,7 @@ def test_a_cancelled_event_stops_the_engine_and_keeps_the_history_consistent(cha
     stats = chat.holder.engine.last_stats
     assert stats.stopped and stats.new_tokens < 100
     assert state.turns == [Turn("Describe it.", messages[-1]["content"])]
-    assert chat._session(None).idle.is_set()
+    assert chat.sessions.get(None).idle.is_set()
 
 
 def test_follow_up_reuses_the_cached_video(chat, sample_video, monkeypatch):
@@ -196,107 +185,15 @@ def test_clear_forgets_the_conversation_and_the_cached_videos(chat, sample_video
 def test_api_handlers_stream_the_growing_answer(chat, sample_video):
     answers = list(chat.api_ask(str(sample_video), "What happens?", 8, None, None, 10, 0.0, 1.0))
     assert len(answers) >= 2 and all(b.startswith(a) for a, b in zip(answers, answers[1:]))
-    assert list(chat.api_caption(str(sample_video), 8, None, None, 4, 0.0, 1.0))
-    assert list(chat.api_ask_type(str(sample_video), "Camera Direction", 8, None, None, 4, 0.0, 1.0))
+    engine, four = chat.holder.engine, GenerationSettings(max_new_tokens=4)
+    # each endpoint asks the model its question and streams back exactly the model's answer
+    caption = list(chat.api_caption(str(sample_video), 8, None, None, 4, 0.0, 1.0))
+    assert caption[-1] and caption[-1] == engine.ask(str(sample_video), CAPTION_QUESTION, settings=four)
+    camera = list(chat.api_ask_type(str(sample_video), "Camera Direction", 8, None, None, 4, 0.0, 1.0))
+    example = question_type("Camera Direction").example
+    assert camera[-1] and camera[-1] == engine.ask(str(sample_video), example, settings=four)
     with pytest.raises(gr.Error, match="unknown question type"):
         list(chat.api_ask_type(str(sample_video), "Astrology", 8, None, None, 4, 0.0, 1.0))
-
-
-def test_stop_flag_reaches_a_pickled_copy():
-    """On ZeroGPU the model runs in a forked worker that gets its arguments pickled."""
-    flag = StopFlag()
-    remote = pickle.loads(pickle.dumps(flag))
-    assert not remote.is_set()
-    flag.set()
-    assert remote.is_set()
-    flag.clear()
-    assert not remote.is_set()
-
-
-def test_gpu_duration_covers_64_frames():
-    from llava_video_app.engine import GenerationSettings
-
-    seconds = gpu_duration("v.mp4", "q", (), 64, None, None, GenerationSettings(max_new_tokens=1024), StopFlag())
-    assert 60 <= seconds <= 300
-
-
-def test_the_model_runs_through_the_gpu_wrapper(tiny_engine, sample_video):
-    wrapped = []
-
-    def gpu(fn, duration):
-        def run(*args, **kwargs):
-            wrapped.append(args)
-            assert duration(*args, **kwargs) > 0
-            yield from fn(*args, **kwargs)
-        return run
-
-    chat = VideoChat(tiny_engine, gpu=gpu)
-    assert list(chat.api_ask(str(sample_video), "What?", 8, None, None, 3, 0.0, 1.0))
-    assert len(wrapped) == 1 and isinstance(wrapped[0][-1], StopFlag)
-
-
-def test_loading_state_and_a_failed_load(tmp_path):
-    holder = EngineHolder(AppConfig(model=str(tmp_path / "nowhere"), quant="fp32", device="cpu"))
-    chat = VideoChat(holder)
-    assert "Loading" in chat.status()
-    holder.load()  # fails: not a checkpoint
-    assert not holder.ready and "could not be loaded" in chat.status()
-    assert chat.loading_status()[1].active is False
-    with pytest.raises(gr.Error, match="could not be loaded"):
-        list(chat.api_ask("v.mp4", "What?"))
-
-
-def test_build_ui_wires_the_api_and_one_generation_at_a_time(tiny_engine):
-    demo = build_ui(tiny_engine)
-    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    for name in ("caption", "ask", "ask_type"):
-        assert fns[name].api_visibility == "public"
-        assert fns[name].concurrency_id == MODEL_EVENTS and fns[name].concurrency_limit == 1
-    model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
-    assert len(model_events) == 4  # the three endpoints and the UI's Ask
-    api = demo.get_api_info()["named_endpoints"]
-    assert [p["parameter_name"] for p in api["/ask"]["parameters"]][:2] == ["video", "question"]
-    assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
-    assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
-    assert not any(p["parameter_has_default"] for p in api["/ask_type"]["parameters"][:2])
-    assert set(api) == {"/caption", "/ask", "/ask_type"}, "UI events stay out of the public API"
-
-
-def test_command_line_flags(monkeypatch):
-    monkeypatch.setenv("LLAVA_VIDEO_FRAMES", "32")
-    config = parse_args(["--model", "/m", "--quant", "fp32", "--device", "cpu", "--port", "7999", "--frames", "16",
-                         "--output-dir", "out", "--mcp-server"])
-    assert (config.model, config.quant, config.device, config.port, config.frames) == ("/m", "fp32", "cpu", 7999, 16)
-    assert config.mcp_server and str(config.output_dir) == "out"
-    assert config.host == "127.0.0.1" and not config.share, "local only unless asked"
-    assert parse_args([]).frames == 32, "the environment fills what flags leave out"
-    assert parse_args(["--share", "--host", "0.0.0.0"]).share
-
-
-def test_llava_video_app_command(monkeypatch):
-    from typer.testing import CliRunner
-
-    from llava_video_app import cli, ui
-
-    started = []
-    monkeypatch.setattr(ui, "run_app", started.append)
-    result = CliRunner().invoke(cli.app, ["app", "--model", "/m", "--quant", "fp32", "--device", "cpu",
-                                          "--port", "7999", "--frames", "16", "--mcp-server"])
-    assert result.exit_code == 0, result.output
-    (config,) = started
-    assert (config.model, config.port, config.frames, config.mcp_server) == ("/m", 7999, 16, True)
-    assert config.host == "127.0.0.1" and not config.share
-
-
-def test_mcp_server_without_its_extra_is_a_clear_message(tiny_engine):
-    import importlib.util
-
-    from llava_video_app.ui import launch
-
-    if importlib.util.find_spec("mcp") is not None:
-        pytest.skip("gradio's mcp extra is installed here")
-    with pytest.raises(SystemExit, match=r"gradio\[mcp\]"):
-        launch(build_ui(tiny_engine), AppConfig(mcp_server=True), prevent_thread_lock=True)
 
 
 def test_stop_in_one_tab_leaves_another_tabs_answer_alone(chat, sample_video):

@@ -1,4 +1,4 @@
-"""The "Generate synthetic QA" panel's handlers over the tiny engine: streamed progress and level
+"""The "Generate synthetic QA" tab (web/synth_tab.py), its handlers over the tiny engine: streamed progress and level
 texts, the QA table, edits saved to the output folder, Stop, bad input, the wiring. The model is
 random: QA calls are answered by a script (the descriptions come from the tiny model), and only
 structure is checked."""
@@ -10,12 +10,19 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from llava_video_app import dataset as ds
-from llava_video_app import synth
+from llava_video_app import output_folder as folder
 from llava_video_app.prompts import QUESTION_TYPES
 from llava_video_app.sample_videos import make_video
-from llava_video_app.ui import (MODEL_EVENTS, SYNTH_COLUMNS, SynthPanel, VideoChat, build_ui, synth_source,
-                                synth_tab)
+from llava_video_app.synth.result import SynthResult
+from llava_video_app.web.app import build_ui
+from llava_video_app.web.ask_tab import VideoChat
+from llava_video_app.web.serving import MODEL_EVENTS, ModelRunner
+from llava_video_app.web.synth_tab import (
+    SYNTH_COLUMNS,
+    SynthPanel,
+    synth_source,
+    synth_tab,
+)
 
 TYPES = ["Temporal", "Camera Direction", "Count"]
 
@@ -35,7 +42,7 @@ def _pair(question_type: str) -> dict:
 def panel(tiny_engine, tmp_path, scripted_qa):
     """Descriptions from the tiny model; each QA call answered with a valid JSON object of its type."""
     scripted_qa(tiny_engine, _pair)
-    return SynthPanel(VideoChat(tiny_engine), out_dir=tmp_path / "out")
+    return SynthPanel(ModelRunner(tiny_engine), out_dir=tmp_path / "out")
 
 
 def _generate(panel, video, types=TYPES, tokens=4):
@@ -62,10 +69,10 @@ def test_generate_streams_progress_levels_and_ends_with_a_table(panel, video):
     level1 = _value(outputs, 1)
     assert level1.startswith("[0-10 s]") and "[10-12 s]" in level1
     assert _value(outputs, 2).startswith("[0-12 s]")
-    assert isinstance(_value(outputs, 3), str)
     table, result = outputs[-1][4], outputs[-1][5]
     assert [row[1] for row in table] == TYPES and all(row[0] is True and len(row) == 4 for row in table)
-    assert isinstance(result, synth.SynthResult) and len(result.level(1)) == 2
+    assert isinstance(result, SynthResult) and len(result.level(1)) == 2
+    assert _value(outputs, 3) == result.caption, "the level-3 box shows the caption"
 
 
 def test_edits_and_unticks_are_saved_and_downloadable(panel, video):
@@ -75,19 +82,19 @@ def test_edits_and_unticks_are_saved_and_downloadable(panel, video):
     table[1][3] = "It pans to the left."  # new answer for Camera Direction
     message = panel.save(result, table)
     assert str(panel.out_dir.resolve()) in message and "2 open-ended" in message
-    records = {r["question_type"]: r for _, r in ds.iter_records(panel.out_dir) if r["task"] == "oe"}
+    records = {r["question_type"]: r for _, r in folder.iter_records(panel.out_dir) if r["task"] == "oe"}
     assert set(records) == {"Camera Direction", "Count"}
     assert records["Camera Direction"]["conversations"][1]["value"] == "It pans to the left."
-    mc = [r for _, r in ds.iter_records(panel.out_dir) if r["task"] == "mc"]
+    mc = [r for _, r in folder.iter_records(panel.out_dir) if r["task"] == "mc"]
     assert [r["question_type"] for r in mc] == ["Count"], "an edited answer drops its old options"
-    manifest = json.loads(synth.manifest_path(panel.out_dir, result.video_id).read_text())
+    manifest = json.loads(folder.manifest_path(panel.out_dir, result.video_id).read_text())
     assert manifest["status"] == "done"
     # a pandas table (what gr.Dataframe gives) works too; re-ticking brings Temporal back
     import pandas as pd
 
     table[0][0] = True
     panel.save(result, pd.DataFrame(table, columns=SYNTH_COLUMNS))
-    assert {r["question_type"] for _, r in ds.iter_records(panel.out_dir) if r["task"] == "oe"} == {
+    assert {r["question_type"] for _, r in folder.iter_records(panel.out_dir) if r["task"] == "oe"} == {
         "Temporal", "Camera Direction", "Count"}
     zip_path = panel.download()
     assert zip_path.endswith(".zip")
@@ -132,7 +139,7 @@ def test_api_synth_streams_progress_then_json(panel, video):
 
 
 def test_build_ui_wires_the_tab_and_the_synth_endpoint(tiny_engine, tmp_path):
-    demo = build_ui(tiny_engine, extra_tabs=[lambda chat: synth_tab(chat, tmp_path)])
+    demo = build_ui(tiny_engine, extra_tabs=[lambda model, ask_video: synth_tab(model, ask_video, tmp_path)])
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     assert fns["synth"].concurrency_id == MODEL_EVENTS and fns["synth"].concurrency_limit == 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
@@ -172,11 +179,17 @@ def test_the_tab_says_which_video_generate_will_use(video, tmp_path):
 
 def test_the_tab_is_wired_to_the_ask_tabs_video(tiny_engine, tmp_path):
     chat = VideoChat(tiny_engine)
-    panels = []
-    demo = build_ui(chat, extra_tabs=[lambda chat: panels.append(synth_tab(chat, tmp_path))])
+    given = []
+
+    def tab(model, ask_video):
+        given.append((synth_tab(model, ask_video, tmp_path), ask_video))
+
+    demo = build_ui(chat, extra_tabs=[tab])
+    (panel, ask_video), = given
+    assert ask_video.elem_id == "video" and panel.model is chat.model, "the Ask tab's video and model runner"
     fns = list(demo.fns.values())
-    generate = next(fn for fn in fns if fn.fn == panels[0].generate)
-    assert generate.inputs[0].elem_id == "synth-video" and generate.inputs[-1] is chat.video_input
+    generate = next(fn for fn in fns if fn.fn == panel.generate)
+    assert generate.inputs[0].elem_id == "synth-video" and generate.inputs[-1] is ask_video
     source_updates = [fn for fn in fns if fn.fn is synth_source]
-    assert {fn.targets[0][0] for fn in source_updates} == {generate.inputs[0]._id, chat.video_input._id}
+    assert {fn.targets[0][0] for fn in source_updates} == {generate.inputs[0]._id, ask_video._id}
     assert all(fn.outputs[0].elem_id == "synth-source" for fn in source_updates)

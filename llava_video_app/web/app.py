@@ -1,0 +1,67 @@
+"""The page and serving it: the header and status line, the Ask tab, any extra tabs (the synthesis
+tab), the named API; `launch` with the app's settings; `run_app` for `python app.py` and
+`llava-video app` (whose flags cli.py defines, once, for both).
+
+Stop sets the session's StopFlag (the engine checks it after every token) and cancels the event; it
+also reaches a forked ZeroGPU worker (see zerogpu.StopFlag).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+
+from ..config import AppConfig
+from ..engine import Engine
+from .ask_tab import VideoChat, ask_api, ask_tab
+from .serving import EngineHolder, ModelRunner
+from .synth_tab import synth_tab
+
+# An extra tab: called inside the tab bar with the model runner and the Ask tab's video component.
+ExtraTab = Callable[[ModelRunner, gr.Video], Any]
+
+
+def build_ui(chat: VideoChat | EngineHolder | Engine, extra_tabs: Sequence[ExtraTab] = ()) -> gr.Blocks:
+    """The Blocks app: the Ask tab and its endpoints, then `extra_tabs` (e.g. synth_tab.synth_tab),
+    each given the model runner and the Ask tab's video."""
+    chat = chat if isinstance(chat, VideoChat) else VideoChat(chat)
+    private = dict(api_visibility="private")
+    with gr.Blocks(title="LLaVA-Video") as demo:
+        gr.Markdown("## LLaVA-Video: ask about a video\nDrop in a video, pick a task or type a question, "
+                    "and watch the answer stream in. Follow-up questions continue the conversation on the "
+                    "same clip.")
+        status = gr.Markdown(chat.status(), elem_id="status")
+        # The endpoints first: gradio names every event after its function, first come first served, so
+        # the UI's own handlers (chat.ask, ...) must not take "ask" from /ask.
+        ask_api(chat)
+        with gr.Tabs():
+            with gr.Tab("Ask about a video", id="ask"):
+                video = ask_tab(chat, status)
+            for add_tab in extra_tabs:
+                add_tab(chat.model, video)
+        timer = gr.Timer(1.0, active=chat.holder.loading)
+        timer.tick(chat.loading_status, None, [status, timer], **private)
+        demo.load(chat.status, None, status, **private)
+        demo.unload(chat.forget_session)
+    demo.queue(default_concurrency_limit=1)
+    return demo
+
+
+def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
+    """demo.launch with the app's settings: local address unless --host/--share, upload size limit,
+    MCP server only when asked for."""
+    if config.mcp_server and importlib.util.find_spec("mcp") is None:
+        raise SystemExit("error: --mcp-server needs the MCP extra: pip install 'gradio[mcp]'")
+    options: dict[str, Any] = dict(server_name=config.host, server_port=config.port, share=config.share,
+                                   max_file_size=f"{config.max_upload_mb}mb", mcp_server=config.mcp_server,
+                                   show_error=True)
+    options.update(overrides)
+    return demo.launch(**options)
+
+
+def run_app(config: AppConfig) -> None:
+    """Serve at once, load the model in the background (its progress shows in the status line)."""
+    holder = EngineHolder(config).start()
+    launch(build_ui(VideoChat(holder), extra_tabs=[synth_tab]), config)

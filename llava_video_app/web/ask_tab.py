@@ -1,0 +1,316 @@
+"""The Ask tab: a video, a task, the answer streamed token by token, follow-ups on the same clip,
+Stop, Clear; and the named API endpoints /ask, /caption and /ask_type (gradio_client, MCP).
+
+`VideoChat` holds the handlers (small methods that tests call directly), over a `ModelRunner`
+(serving.py): every answer goes through the engine, which caches frames, visual features and the
+KV cache, so a follow-up on the same clip decodes and encodes nothing again. `ask_tab` lays the tab
+out and wires it; `ask_api` adds the endpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+
+from .. import video as video_stage
+from ..config import GenerationSettings
+from ..engine import Engine, GenerationStats
+from ..prompts import CAPTION_QUESTION, Turn
+from ..video import VideoError
+from .conversation import (
+    TASK_CAPTION,
+    TASK_OWN,
+    TASKS,
+    ChatState,
+    chat_messages,
+    floor2,
+    frame_gallery,
+    question_for_task,
+)
+from .serving import (
+    MODEL_EVENTS,
+    EngineHolder,
+    ModelRunner,
+    Sessions,
+    status_line,
+    user_errors,
+)
+from .zerogpu import Gpu, StopFlag
+
+FRAMES_MIN, FRAMES_MAX = 8, 128
+ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+# (file in assets/, task): short synthetic videos made by assets/make_examples.py
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("square.mp4", "Attribute Change"),
+    ("pan.mp4", "Camera Direction"),
+    ("square.mp4", TASK_CAPTION),
+)
+
+
+def _settings(max_new_tokens: float, temperature: float, top_p: float) -> GenerationSettings:
+    with user_errors():
+        return GenerationSettings(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                                  top_p=float(top_p))
+
+
+class VideoChat:
+    """The Ask tab's handlers over one engine. `gpu` wraps the functions that run the model
+    (spaces.GPU on a ZeroGPU Space; nothing elsewhere): see serving.ModelRunner."""
+
+    def __init__(self, holder: EngineHolder | Engine, *, gpu: Gpu | None = None):
+        self.model = ModelRunner(holder, gpu=gpu)
+        self.holder = self.model.holder
+        self.config = self.holder.config
+        self.sessions = Sessions()
+
+    def forget_session(self, request: gr.Request | None = None) -> None:
+        """The tab was closed: stop its generation and drop its state."""
+        session = self.sessions.pop(request)
+        if session is not None:
+            session.stop.set()
+
+    # status line
+    def status(self, stats: GenerationStats | None = None) -> str:
+        return status_line(self.holder, stats)
+
+    def loading_status(self) -> tuple[str, gr.Timer]:
+        """Timer tick while loading: the progress, and the timer stops once loading is over."""
+        return self.status(), gr.Timer(active=self.holder.loading)
+
+    # UI events
+    def on_task(self, task: str) -> str:
+        return question_for_task(task)
+
+    def on_video(self, video: str | None) -> tuple[float, float | None, str, ChatState, list, list]:
+        """A new video (or none): its length fills the trim range; the conversation starts over.
+        Returns (start, end, info, state, chat, gallery)."""
+        if not video:
+            return 0, None, "", ChatState(), [], []
+        try:
+            info = video_stage.probe_video(video)
+        except VideoError as err:
+            message = str(err).replace(str(video), Path(video).name)
+            gr.Warning(message)
+            return 0, None, f"**Not a usable video:** {message}", ChatState(), [], []
+        text = (f"{info.duration:.2f} s · {info.fps:.3g} fps · {info.width}×{info.height} · "
+                f"{info.total_frames} frames")
+        return 0, floor2(info.duration), text, ChatState(video=video, duration=info.duration), [], []
+
+    def ask(self, video: str | None, question: str, start: float | None, end: float | None, frames: float,
+            max_new_tokens: float, temperature: float, top_p: float, state: ChatState | None,
+            request: gr.Request | None = None) -> Iterator[tuple]:
+        """Ask about the video, or follow up on the same clip. Yields (chat, state, gallery, status,
+        question box); the answer grows one chunk per yield."""
+        state = state or ChatState()
+        if not video:
+            raise gr.Error("Upload a video first (or click an example).")
+        question = (question or "").strip()
+        if not question:
+            raise gr.Error("Type a question, or pick a task.")
+        frames = int(frames)
+        if frames < 1:
+            raise gr.Error("The number of frames must be at least 1.")
+        start, end = state.trim(start, end)
+        settings = _settings(max_new_tokens, temperature, top_p)
+        engine = self.holder.get()
+        with user_errors(video):
+            clip = engine.load_clip(video, frames=frames, start=start, end=end)
+        conversation = state.for_clip(video, frames, start, end)
+        new = conversation is not state
+        history = tuple(conversation.turns)
+        session = self.sessions.get(request)
+        session.stop.clear()
+        session.idle.clear()
+        answers = self.model.answer(video, question, history, frames, start, end, settings, session.stop)
+        stats = None
+        try:
+            yield (chat_messages([*history, Turn(question, "")]), conversation,
+                   frame_gallery(clip) if new else gr.skip(), "Answering…", "")
+            answer = ""
+            for item in answers:
+                if isinstance(item, GenerationStats):
+                    stats = item
+                    continue
+                answer += item
+                conversation.turns[len(history):] = [Turn(question, answer)]
+                yield chat_messages(conversation.turns), conversation, gr.skip(), gr.skip(), gr.skip()
+        except gr.Error:
+            yield chat_messages(conversation.turns), conversation, gr.skip(), self.status(), question
+            raise
+        finally:
+            answers.close()  # now, not when garbage-collected: the engine records its stats on closing
+            session.stats = stats or engine.last_stats
+            session.idle.set()
+        if len(conversation.turns) == len(history):  # the model ended at once: keep the turn anyway
+            conversation.turns.append(Turn(question, answer))
+        yield chat_messages(conversation.turns), conversation, gr.skip(), self.status(session.stats), gr.skip()
+
+    def new_conversation(self, state: ChatState | None) -> ChatState:
+        """The chat's own clear button: same video, no history."""
+        state = state or ChatState()
+        return ChatState(video=state.video, duration=state.duration)
+
+    def stop(self, request: gr.Request | None = None) -> str:
+        """Stop this tab's generation; returns the status line once it has stopped."""
+        return self.status(self.sessions.stop(request).stats)
+
+    def clear(self, request: gr.Request | None = None) -> tuple:
+        """New video: stop, forget the conversation and the cached videos.
+        Returns (video, start, end, info, state, chat, gallery, status)."""
+        self.sessions.stop(request)
+        if self.holder.ready:
+            self.holder.engine.clear()
+        return None, 0, None, "", ChatState(), [], [], self.status()
+
+    # API endpoints (gradio_client, MCP): the growing answer text
+    def api_ask(self, video: str, question: str, frames: float | None = None, start: float | None = None,
+                end: float | None = None, max_new_tokens: float | None = None, temperature: float | None = None,
+                top_p: float | None = None) -> Iterator[str]:
+        """Ask a question about a video. Streams the answer as it grows.
+
+        Args:
+            video: the video file (mp4, webm, mov, ...).
+            question: the question about the video.
+            frames: frames sampled uniformly from the video (default: the app's, 64).
+            start: start of the part of the video to use, in seconds (default: the beginning).
+            end: end of the part of the video to use, in seconds (default: the end).
+            max_new_tokens: longest answer, in tokens.
+            temperature: 0 = greedy (default).
+            top_p: nucleus sampling threshold.
+        """
+        if not video:
+            raise gr.Error("No video given.")
+        question = (question or "").strip()
+        if not question:
+            raise gr.Error("The question is empty.")
+        config = self.config
+        settings = _settings(config.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                             config.temperature if temperature is None else temperature,
+                             config.top_p if top_p is None else top_p)
+        frames = int(frames or config.frames)
+        start = None if start is None or start <= 0 else float(start)
+        end = None if end is None or end <= 0 else float(end)
+        text = ""
+        for item in self.model.answer(video, question, (), frames, start, end, settings, StopFlag()):
+            if isinstance(item, str) and item:
+                text += item
+                yield text
+        if not text:
+            yield text
+
+    def api_caption(self, video: str, frames: float | None = None, start: float | None = None,
+                    end: float | None = None, max_new_tokens: float | None = None,
+                    temperature: float | None = None, top_p: float | None = None) -> Iterator[str]:
+        """A detailed caption of a video. Streams the caption as it grows.
+
+        Args:
+            video: the video file (mp4, webm, mov, ...).
+            frames: frames sampled uniformly from the video (default: the app's, 64).
+            start: start of the part of the video to use, in seconds (default: the beginning).
+            end: end of the part of the video to use, in seconds (default: the end).
+            max_new_tokens: longest caption, in tokens.
+            temperature: 0 = greedy (default).
+            top_p: nucleus sampling threshold.
+        """
+        yield from self.api_ask(video, CAPTION_QUESTION, frames, start, end, max_new_tokens, temperature, top_p)
+
+    def api_ask_type(self, video: str, task: str, frames: float | None = None, start: float | None = None,
+                     end: float | None = None, max_new_tokens: float | None = None,
+                     temperature: float | None = None, top_p: float | None = None) -> Iterator[str]:
+        """Ask one of the 16 LLaVA-Video question types' example questions (or "Detailed caption").
+        Streams the answer as it grows.
+
+        Args:
+            video: the video file (mp4, webm, mov, ...).
+            task: a question type, e.g. "Camera Direction", "Temporal", "Count", or "Detailed caption".
+            frames: frames sampled uniformly from the video (default: the app's, 64).
+            start: start of the part of the video to use, in seconds (default: the beginning).
+            end: end of the part of the video to use, in seconds (default: the end).
+            max_new_tokens: longest answer, in tokens.
+            temperature: 0 = greedy (default).
+            top_p: nucleus sampling threshold.
+        """
+        with user_errors():
+            question = question_for_task(task) if task != TASK_OWN else ""
+        if not question:
+            raise gr.Error(f"task must be one of: {', '.join(TASKS[:-1])}")
+        yield from self.api_ask(video, question, frames, start, end, max_new_tokens, temperature, top_p)
+
+
+# --- layout ------------------------------------------------------------------------------------------
+
+def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
+    """The tab's components and events (inside a gr.Tab; `status` is the page's status line). Returns
+    the video component, which other tabs work on too."""
+    config = chat.config
+    model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
+    private = dict(api_visibility="private")
+    state = gr.State(ChatState())
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            video = gr.Video(label="Video", sources=["upload"], height=240, elem_id="video")
+            info = gr.Markdown(elem_id="video-info")
+            with gr.Row():
+                start = gr.Number(0, label="Start (s)", minimum=0, elem_id="start")
+                end = gr.Number(None, label="End (s)", minimum=0, elem_id="end", info="empty = to the end")
+            task = gr.Dropdown(list(TASKS), value=TASK_CAPTION, label="Task", elem_id="task")
+            with gr.Accordion("Settings", open=False):
+                frames = gr.Slider(min(FRAMES_MIN, config.frames), max(FRAMES_MAX, config.frames),
+                                   value=config.frames, step=1, label="Frames",
+                                   info="sampled uniformly; 64 is the authors' setting")
+                max_new_tokens = gr.Slider(1, max(4096, config.max_new_tokens), value=config.max_new_tokens,
+                                           step=1, label="Max new tokens")
+                temperature = gr.Slider(0, 2, value=config.temperature, step=0.05, label="Temperature",
+                                        info="0 = greedy")
+                top_p = gr.Slider(0.05, 1, value=config.top_p, step=0.05, label="Top p")
+        with gr.Column(scale=3, min_width=420):
+            chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat",
+                                 placeholder="The answer streams here.")
+            question = gr.Textbox(CAPTION_QUESTION, label="Question", lines=2, elem_id="question",
+                                  placeholder="Ask about the video; follow-ups continue the chat")
+            with gr.Row():
+                ask_btn = gr.Button("Ask", variant="primary", elem_id="ask")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                clear_btn = gr.Button("Clear / new video", elem_id="clear")
+            gallery = gr.Gallery(label="Frames the model saw", columns=8, height=190, object_fit="contain",
+                                 elem_id="frames", allow_preview=True)
+    examples = [[str(ASSETS / name), name_task, question_for_task(name_task)]
+                for name, name_task in EXAMPLES if (ASSETS / name).is_file()]
+    if examples:
+        gr.Examples(examples, inputs=[video, task, question], label="Examples")
+
+    task.change(chat.on_task, task, question, queue=False, **private)
+    video.change(chat.on_video, video, [start, end, info, state, chatbot, gallery], **private)
+    asking = gr.on([ask_btn.click, question.submit], chat.ask,
+                   [video, question, start, end, frames, max_new_tokens, temperature, top_p, state],
+                   [chatbot, state, gallery, status, question], show_progress="minimal", **model_event, **private)
+    stop_btn.click(chat.stop, None, status, cancels=[asking], concurrency_limit=None, **private)
+    clear_btn.click(chat.clear, None, [video, start, end, info, state, chatbot, gallery, status],
+                    cancels=[asking], concurrency_limit=None, **private)
+    chatbot.clear(chat.new_conversation, state, state, **private)
+    return video
+
+
+def ask_api(chat: VideoChat) -> None:
+    """/caption, /ask and /ask_type (gradio_client / MCP): hidden inputs, the growing answer as output."""
+    config = chat.config
+    model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
+    with gr.Column(visible=False):
+        api_video = gr.File(label="video", type="filepath")
+        api_question = gr.Textbox(label="question")
+        api_task = gr.Textbox(label="task")
+        api_frames = gr.Number(config.frames, label="frames", precision=0)
+        api_start = gr.Number(None, label="start")
+        api_end = gr.Number(None, label="end")
+        api_tokens = gr.Number(config.max_new_tokens, label="max_new_tokens", precision=0)
+        api_temperature = gr.Number(config.temperature, label="temperature")
+        api_top_p = gr.Number(config.top_p, label="top_p")
+        api_answer = gr.Textbox(label="answer")
+        api_trigger = gr.Button()
+    options = [api_frames, api_start, api_end, api_tokens, api_temperature, api_top_p]
+    api_trigger.click(chat.api_caption, [api_video, *options], api_answer, api_name="caption", **model_event)
+    api_trigger.click(chat.api_ask, [api_video, api_question, *options], api_answer, api_name="ask", **model_event)
+    api_trigger.click(chat.api_ask_type, [api_video, api_task, *options], api_answer, api_name="ask_type",
+                      **model_event)

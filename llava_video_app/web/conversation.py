@@ -1,0 +1,72 @@
+"""A conversation about one clip, as the Ask tab keeps and shows it: the tasks to pick from and the
+question each starts with, the state kept per browser tab (`ChatState`), the chat's messages and the
+gallery of the frames the model saw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..prompts import CAPTION_QUESTION, QUESTION_TYPES, Turn, question_type
+from ..video import VideoClip
+
+TASK_CAPTION = "Detailed caption"
+TASK_OWN = "Your own question"
+TASKS: tuple[str, ...] = (TASK_CAPTION, *(t.name for t in QUESTION_TYPES), TASK_OWN)
+
+
+def question_for_task(task: str | None) -> str:
+    """The question a task starts with: the caption prompt, a type's example question, or nothing."""
+    if not task or task == TASK_OWN:
+        return ""
+    if task == TASK_CAPTION:
+        return CAPTION_QUESTION
+    return question_type(task).example
+
+
+def floor2(seconds: float) -> float:
+    """Seconds rounded down to 1/100, as the End box shows a video's length."""
+    return int(seconds * 100) / 100
+
+
+@dataclass
+class ChatState:
+    """One conversation about one clip (file, frames, trim), kept in a gr.State per browser tab.
+
+    `turns` always matches the chat on screen, the answer being streamed included, so that a
+    cancelled event still leaves a consistent history for the next follow-up."""
+
+    video: str | None = None
+    duration: float | None = None  # of the whole video, when known
+    frames: int = 0
+    start: float | None = None
+    end: float | None = None
+    turns: list[Turn] = field(default_factory=list)
+
+    def for_clip(self, video: str, frames: int, start: float | None, end: float | None) -> "ChatState":
+        """This conversation if it is about the same clip, else a new one about that clip."""
+        if (self.video, self.frames, self.start, self.end) == (video, frames, start, end):
+            return self
+        return ChatState(video, self.duration if self.video == video else None, frames, start, end)
+
+    def trim(self, start: float | None, end: float | None) -> tuple[float | None, float | None]:
+        """The trim range the engine gets: None for "from the beginning" / "to the end", so an
+        untrimmed video is sampled exactly as the authors do."""
+        start = None if start is None or start <= 0 else float(start)
+        if end is not None and (end <= 0 or (self.duration is not None and end >= floor2(self.duration))):
+            end = None
+        return start, (None if end is None else float(end))
+
+
+def chat_messages(turns: Sequence[Turn]) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for turn in turns:
+        messages.append({"role": "user", "content": turn.question})
+        if turn.answer:
+            messages.append({"role": "assistant", "content": turn.answer})
+    return messages
+
+
+def frame_gallery(clip: VideoClip) -> list[tuple[Any, str]]:
+    """The frames the model sees, each captioned with its timestamp in the video."""
+    return [(frame, f"{t:.2f} s") for frame, t in zip(clip.frames, clip.timestamps)]

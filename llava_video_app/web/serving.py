@@ -1,0 +1,272 @@
+"""Serving the model to the tabs: the engine loaded in the background (`EngineHolder`) and the status
+line about it, each browser tab's Stop and idle state (`Sessions`), the user's mistakes as messages
+(`user_errors`), and `ModelRunner`: the functions that run the model, wrapped once for the GPU, with
+an answer produced in a thread of its own and streamed back to Gradio."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import queue
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import gradio as gr
+
+from ..config import AppConfig, GenerationSettings
+from ..engine import Engine, GenerationStats
+from ..prompts import Turn
+from ..video import VideoClip, VideoError
+from .zerogpu import EngineOnGpu, Gpu, StopFlag, gpu_duration, synth_call_duration
+
+# Concurrency id of every event that runs the model, in every tab, with a limit of 1: one generation at
+# a time; the others wait in Gradio's queue and see their place.
+MODEL_EVENTS = "model"
+
+
+class EngineHolder:
+    """The engine, loaded once. `start()` loads it in a thread, so the page serves (and shows the
+    loading progress) at once; handlers wait in `get()` until it is there."""
+
+    def __init__(self, config: AppConfig | None = None, engine: Engine | None = None):
+        self.config = config or (engine.config if engine is not None else AppConfig())
+        self.engine = engine
+        self.error: str | None = None
+        self.messages: list[str] = []
+        self._done = threading.Event()
+        if engine is not None:
+            self._done.set()
+
+    def start(self) -> "EngineHolder":
+        threading.Thread(target=self.load, name="load-model", daemon=True).start()
+        return self
+
+    def load(self) -> "EngineHolder":
+        self.progress(f"Loading {self.config.resolved().model}")
+        try:
+            self.engine = Engine.from_config(self.config, progress=self.progress)
+        except Exception as err:  # shown in the status line; the app keeps serving
+            self.error = str(err) or type(err).__name__
+            print(f"error: the model could not be loaded: {self.error}", file=sys.stderr, flush=True)
+        finally:
+            self._done.set()
+        return self
+
+    def progress(self, message: str) -> None:
+        self.messages.append(message)
+        print(message, file=sys.stderr, flush=True)
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    @property
+    def loading(self) -> bool:
+        return not self._done.is_set()
+
+    def get(self, timeout: float | None = None) -> Engine:
+        if not self._done.wait(timeout):
+            raise gr.Error("The model is still loading; try again in a moment.")
+        if self.engine is None:
+            raise gr.Error(f"The model could not be loaded: {self.error}")
+        return self.engine
+
+
+def vram_in_use_gib(device: str) -> float | None:
+    """GiB of CUDA memory allocated on the engine's device now; None off CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.memory_allocated(device) / 2**30
+
+
+def status_line(holder: EngineHolder, stats: GenerationStats | None = None) -> str:
+    """The line at the top of the page: loading progress or error, else the model, its quantisation
+    and device, VRAM, and the last answer's speed."""
+    if not holder.ready:
+        if holder.loading:
+            step = holder.messages[-1] if holder.messages else "starting"
+            return f"**Loading the model…** {step}"
+        return f"**The model could not be loaded:** {holder.error}"
+    engine = holder.engine
+    parts = [f"**{Path(engine.model_id).name if os.path.isdir(engine.model_id) else engine.model_id}**",
+             engine.quant, engine.device]
+    vram = vram_in_use_gib(engine.device)
+    if vram is not None:
+        parts.append(f"VRAM in use {vram:.1f} GiB")
+    if stats is not None:
+        if stats.peak_vram_gib is not None:
+            parts.append(f"peak {stats.peak_vram_gib:.1f} GiB")
+        parts += [f"first token {stats.time_to_first_token_s:.2f} s", f"{stats.tokens_per_s:.1f} tok/s",
+                  f"{stats.new_tokens} tokens"]
+        if stats.video_cached:
+            parts.append("video from cache")
+        if stats.reused_tokens:
+            parts.append(f"{stats.reused_tokens} prompt tokens reused")
+        if stats.stopped:
+            parts.append("**stopped**")
+    return " · ".join(parts)
+
+
+# --- per browser tab ---------------------------------------------------------------------------------
+
+def _idle_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+@dataclass
+class Session:
+    stop: StopFlag = field(default_factory=StopFlag)
+    idle: threading.Event = field(default_factory=_idle_event)  # no generation running
+    stats: GenerationStats | None = None  # of the last answer
+
+
+class Sessions:
+    """One Session per browser tab (Gradio's session hash; "local" when called without a request)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "local"
+
+    def get(self, request: gr.Request | None) -> Session:
+        with self._lock:
+            return self._sessions.setdefault(self._key(request), Session())
+
+    def pop(self, request: gr.Request | None) -> Session | None:
+        with self._lock:
+            return self._sessions.pop(self._key(request), None)
+
+    def stop(self, request: gr.Request | None, timeout: float = 10) -> Session:
+        """Stop this tab's generation and wait (up to `timeout` s) until it has really ended."""
+        session = self.get(request)
+        session.stop.set()
+        session.idle.wait(timeout=timeout)
+        return session
+
+
+@contextmanager
+def user_errors(video: str | None = None) -> Iterator[None]:
+    """The user's mistakes (a bad file, a bad range, too many tokens) as a message in the UI; the
+    upload's path in Gradio's temporary folder is shortened to its file name."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except (VideoError, ValueError, FileNotFoundError) as err:
+        message = str(err)
+        if video:
+            message = message.replace(str(video), Path(video).name)
+        raise gr.Error(message) from None
+
+
+# --- running the model -------------------------------------------------------------------------------
+
+_DONE = object()  # end of a stream's items
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.Event) -> Iterator[Any]:
+    """The items of `make_stream()`, produced in a thread of its own, so that the time Gradio takes per
+    update never slows the model: the text chunks made meanwhile come out joined, other items as they
+    are. The producer's errors are raised here; when the consumer goes away (a cancelled event), the
+    producer is stopped through `stop` and waited for."""
+    items: queue.Queue = queue.Queue()
+
+    def produce() -> None:
+        stream = make_stream()
+        try:
+            for item in stream:
+                items.put(item)
+        except BaseException as err:  # handed to the consumer, raised there
+            items.put(_Failed(err))
+        finally:
+            stream.close()
+            items.put(_DONE)
+
+    # copy_context: spaces.GPU finds the Gradio request in a context variable
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(produce,), name="generate", daemon=True)
+    worker.start()
+    finished = False
+    try:
+        while not finished:
+            batch = [items.get()]
+            while not items.empty():
+                batch.append(items.get_nowait())
+            text = ""
+            for item in batch:
+                if item is _DONE:
+                    finished = True
+                elif isinstance(item, _Failed):
+                    raise item.error
+                elif isinstance(item, str):
+                    text += item
+                else:
+                    yield item
+            if text:
+                yield text
+    finally:
+        if not finished:
+            stop.set()  # the engine checks it after every token (a forked ZeroGPU worker too)
+        worker.join()
+        stop.clear()  # its work is done (and a ZeroGPU marker file is removed)
+
+
+class ModelRunner:
+    """The functions that run the model, for every tab: an answer, and one model call of the synthesis
+    recipe. `gpu` wraps them (spaces.GPU on a ZeroGPU Space; nothing elsewhere), here, once, not per
+    request: spaces.GPU keeps a forked GPU worker per wrapped function (and every wrapper for good),
+    so a wrapper per run would fork a new worker each time."""
+
+    def __init__(self, holder: EngineHolder | Engine, *, gpu: Gpu | None = None):
+        self.holder = holder if isinstance(holder, EngineHolder) else EngineHolder(engine=holder)
+        self._answer_on_gpu = gpu(self._answer, gpu_duration) if gpu is not None else self._answer
+        self._synth_call_on_gpu = gpu(self._synth_call, synth_call_duration) if gpu is not None else None
+
+    @property
+    def config(self) -> AppConfig:
+        return self.holder.config
+
+    def _answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
+                end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
+        """Text chunks of the answer, then the answer's GenerationStats (runs on the GPU)."""
+        engine = self.holder.get()
+        clip = engine.load_clip(video, frames=frames, start=start, end=end)
+        yield from engine.stream(clip, question, history, settings=settings, stop=stop)
+        yield engine.last_stats
+
+    def _synth_call(self, clip: VideoClip | None, question: str, history: Sequence[Turn],
+                    settings: GenerationSettings | None, stop: StopFlag | None) -> Iterator[str]:
+        """One model call of the synthesis recipe: about a clip, or text only (clip None)."""
+        engine = self.holder.get()
+        if clip is None:
+            yield from engine.stream_text(question, history, settings=settings, stop=stop)
+        else:
+            yield from engine.stream(clip, question, history, settings=settings, stop=stop)
+
+    def answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
+               end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
+        """The answer's text as it grows (chunks made while Gradio was busy come joined), then its
+        GenerationStats; the user's mistakes as gr.Error."""
+        with user_errors(video):
+            yield from stream_in_thread(
+                lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings, stop), stop)
+
+    def synth_engine(self) -> Engine | EngineOnGpu:
+        """The engine for the synthesis recipe: itself, or on ZeroGPU each model call in a GPU slot."""
+        engine = self.holder.get()
+        return engine if self._synth_call_on_gpu is None else EngineOnGpu(engine, self._synth_call_on_gpu)
