@@ -363,6 +363,8 @@ def main() -> None:
     out = args.out or ROOT / "bench" / "results"
     work = CACHE / ("suite-dry-run" if args.dry_run else "suite")
     work.mkdir(parents=True, exist_ok=True)
+    for stale in [*work.glob("*.json"), *work.glob("*.pt")]:  # an earlier run's parts must not be reported
+        stale.unlink()
     results = []
     for part in args.parts.split(","):
         print(f"== {part} ({time.perf_counter() - started:.0f} s so far)", flush=True)
