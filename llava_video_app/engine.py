@@ -25,7 +25,6 @@ from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .video import VideoClip
 
-PREFILL_CHUNK = 2048  # tokens per prefill forward pass: bounds activation memory at 13K visual tokens
 # A prefill's length is padded to a multiple of this (the padding is cropped from the KV cache again),
 # so follow-up questions of different lengths reuse a few input shapes instead of making new ones:
 # per-shape work (kernel plans, autotuning) cost a first follow-up 0.8 s in 4-bit on an H200.
@@ -77,6 +76,8 @@ class Engine:
         self.config = config or AppConfig()
         self._clips = _LRU(self.config.cache_videos)
         self._features = _LRU(self.config.cache_videos)
+        if self.config.prefill_chunk < PREFILL_BUCKET or self.config.prefill_chunk % PREFILL_BUCKET:
+            raise ValueError(f"prefill_chunk must be a multiple of {PREFILL_BUCKET}, not {self.config.prefill_chunk}")
         self._lock = threading.RLock()  # one forward pass on the GPU at a time
         compiled = bool(self.config.compile)
         self._decoder = CompiledDecoder(model.lm) if compiled else None
@@ -302,7 +303,7 @@ class Engine:
         """Feed the input past its first `reused` positions (already in `cache`); the last position's
         logits, cut to the tokenizer's vocabulary (the authors' resized LM head).
 
-        In chunks of PREFILL_CHUNK, so activation memory is bounded by the chunk; padded up to a
+        In chunks of config.prefill_chunk, so activation memory is bounded by the chunk; padded up to a
         multiple of PREFILL_BUCKET. Attention is causal, so the padding after the input changes
         nothing before it; its keys and values are cropped from the cache afterwards.
         """
@@ -311,8 +312,9 @@ class Engine:
         pad = -length % PREFILL_BUCKET
         if pad:
             embeds = torch.cat([embeds, embeds[:, -1:].expand(-1, pad, -1)], dim=1)
-        for chunk_start in range(0, length + pad, PREFILL_CHUNK):
-            chunk = embeds[:, chunk_start:chunk_start + PREFILL_CHUNK]
+        step = self.config.prefill_chunk
+        for chunk_start in range(0, length + pad, step):
+            chunk = embeds[:, chunk_start:chunk_start + step]
             out = self.model.lm(inputs_embeds=chunk, cache=cache, use_cache=True, logits_to_keep=pad + 1)
         if pad:
             cache.crop(-pad)

@@ -222,3 +222,22 @@ def test_a_stopped_batch_returns_each_answer_as_it_stands(tiny_engine):
     stop.clear()
     full = dict(tiny_engine.answer_texts(["One?"], settings=settings, stop=stop))
     assert len(tiny_engine.model.tokenizer(full[0]).input_ids) > 10
+
+
+def test_the_prefill_chunk_size_changes_memory_use_not_results(tiny_engine, sample_video):
+    import dataclasses
+
+    import torch
+
+    small = Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, prefill_chunk=64))
+    chunks = []
+    hook = tiny_engine.model.lm.register_forward_pre_hook(
+        lambda module, args, kwargs: chunks.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True)
+    try:
+        logits = small.prompt_logits(sample_video, "What moves?")
+    finally:
+        hook.remove()
+    assert len(chunks) > 1 and max(chunks) == 64  # the prompt went through in 64-token passes
+    torch.testing.assert_close(logits, tiny_engine.prompt_logits(sample_video, "What moves?"), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, prefill_chunk=100))

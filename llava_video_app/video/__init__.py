@@ -15,7 +15,7 @@ Which decoder (`LLAVA_VIDEO_DECODER=auto`, the default):
 `LLAVA_VIDEO_DECODER=decord|pyav` forces one, with no fallback.
 
 Both decode only keyframe-to-target spans, scale while converting (`size`), and split the wanted
-frames over up to 4 threads (one per usable core), each with its own reader: readers are never
+frames over up to 8 threads (one per usable core, at least 8 frames each), each with its own reader: readers are never
 shared between threads.
 
 Here: the public entry points (probe_video, plan_clip, load_video) and the choice of reader. The

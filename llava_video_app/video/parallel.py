@@ -11,12 +11,13 @@ import numpy as np
 
 def decode_workers(count: int) -> int:
     """Threads to split `count` frames over: each decodes its own keyframe-to-target spans in
-    parallel (the decoders release the GIL). Few frames are not worth a second reader."""
+    parallel (the decoders release the GIL). Few frames are not worth a second reader: at least 8
+    frames each, so 64 frames use up to 8 cores (a GPU machine has them to spare)."""
     try:
         cores = len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, 4, count // 8))
+    return max(1, min(cores, 8, count // 8))
 
 
 def read_in_parallel(indices: Sequence[int], read: Callable[[list[int]], np.ndarray]) -> np.ndarray:
