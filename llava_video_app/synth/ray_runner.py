@@ -161,7 +161,7 @@ def probe_video(row: dict[str, Any], *, out_dir: str, options: SynthOptions) -> 
     """A CPU task: is the video done already, and how many model calls will it take (from a local
     file's header; a remote one is only read by its worker). A header that cannot be read plans 0
     calls here: the worker then fails on it and logs it, exactly as the in-process runner does."""
-    from ..video import VideoError, plan_clip
+    from ..video import plan_clip
 
     source = VideoSource.from_row(row)
     done = folder.is_done(out_dir, source.video_id)
@@ -171,8 +171,8 @@ def probe_video(row: dict[str, Any], *, out_dir: str, options: SynthOptions) -> 
             clip = plan_clip(source.location, num_frames=None, sample_fps=options.sample_fps,
                              max_frames=options.max_frames)
             planned = plan_windows(clip.timestamps, clip.duration, options).total_steps
-        except (VideoError, OSError):
-            planned = 0  # reported by the worker (one failure path for both runners)
+        except Exception:  # not swallowed: the worker meets the same error and logs it for this video
+            planned = 0
     return {**row, "done": done, "planned_calls": planned}
 
 
@@ -182,11 +182,13 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
             config: AppConfig | None = None, engine_factory: EngineFactory | None = None,
             address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None,
             video_root: str | os.PathLike | None = None, progress: bool = True, fsync: bool = True,
-            export: bool = True, echo: Callable[[str], None] | None = None) -> BatchSummary:
+            export: bool = True, echo: Callable[[str], None] | None = None,
+            on_video: Callable[[str, str, str | None], None] | None = None) -> BatchSummary:
     """Synthesize data for the videos of `path` into `out_dir` on Ray (see the module's docstring):
     the same folder as `batch.run_batch` makes, resumable the same way. `engine_factory(config)` makes
     each worker's engine (default: the project's Engine); it must be picklable (a module-level
-    function). `echo` receives one-line notes (the cluster, the workers, failures)."""
+    function). `echo` receives one-line notes (the cluster, the workers, failures); `on_video(video,
+    status, error)` is called as each video's outcome reaches the driver (in completion order)."""
     from tqdm import tqdm
 
     ray = import_ray()
@@ -198,6 +200,8 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     say = echo or (lambda message: None)
     summary = BatchSummary(videos=len(listing))
+    if not listing:
+        return summary  # nothing to start Ray for
     started_here = _connect(ray, address)
     try:
         plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker)
@@ -220,6 +224,8 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
                                 calls=f"{sum(summary.calls.values())}/{planned}", refresh=False)
                 if outcome.status == "failed":
                     (bar.write if progress else say)(f"failed: {outcome.video}: {outcome.error}")
+                if on_video is not None:
+                    on_video(outcome.video, outcome.status, outcome.error)
         finally:
             bar.close()
         summary.seconds = time.perf_counter() - started
