@@ -37,7 +37,11 @@ def script_qa(engine: Any, pair_for: Callable[[str], dict]) -> None:
             return
         yield json.dumps({"Dimension": types[0], **pair_for(types[0])})
 
-    engine.stream_text = stream_text
+    def answer_texts(questions, *args, **kwargs):  # the batched per-type QA calls, where the recipe batches
+        for k, question in enumerate(questions):
+            yield k, "".join(stream_text(question, *args, **kwargs))
+
+    engine.stream_text, engine.answer_texts = stream_text, answer_texts
 
 
 def numbered_pair(question_type: str) -> dict:
