@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llava_video_app import video as video_stage  # noqa: E402
+from llava_video_app.video.parallel import decode_workers  # noqa: E402
+from llava_video_app.video.pyav_reader import read_frame_table  # noqa: E402
 from llava_video_app.sample_videos import make_video  # noqa: E402
 
 SIZE = (384, 384)
@@ -61,7 +63,7 @@ def naive(path: Path, frames: int) -> np.ndarray:
 def app(decoder: str):
     def run(path: Path, frames: int) -> np.ndarray:
         os.environ["LLAVA_VIDEO_DECODER"] = decoder
-        video_stage._read_frame_table.cache_clear()  # measure a first look at the file, frame table included
+        read_frame_table.cache_clear()  # measure a first look at the file, frame table included
         try:
             return video_stage.load_video(path, num_frames=frames, size=SIZE).frames
         finally:
@@ -164,7 +166,7 @@ def main() -> None:
         "load_average_1_5_15min": {"before": [round(x, 2) for x in load_before],
                                    "after": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"frames": args.frames, "size": SIZE, "repeats": args.repeats, "gop": args.gop, "noise": args.noise,
-                     "decode_workers": video_stage._workers(args.frames)},
+                     "decode_workers": decode_workers(args.frames)},
         "results": results,
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,9 @@ class AppConfig:
     # of eager 4-bit decoding on an H200, paid for with a one-off compile per cache size (cached on
     # disk across runs; see decoding.py). None = on for CUDA, off on CPU (where it gains nothing).
     compile: bool | None = None
+    # Tokens per prefill forward pass: bounds activation memory (a 13K-token video prompt is not run
+    # at once); larger chunks use the GPU better. A multiple of engine.PREFILL_BUCKET.
+    prefill_chunk: int = 2048
     # cuDNN's SDPA kernel plans per input shape, so every follow-up length would pay for a new plan.
     cudnn_attention: bool = False
 

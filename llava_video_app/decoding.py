@@ -51,23 +51,20 @@ def _prepare_graph_thread() -> None:
 
     torch._inductor.cudagraph_trees creates it on the thread that first imports it; torch 2.11 (and
     earlier) asserts on any other thread that lacks it (`_is_key_in_tls(...)`), which crashed the
-    second compiled engine of a process. Newer releases create it lazily; this does it up front.
+    second compiled engine of a process. Only the Python thread-locals are set, not torch's C++
+    thread-local copy (`_stash_obj_in_tls`, there for autograd's threads): that copy is released
+    by a C++ destructor when the thread ends, which needs the GIL and aborts the process
+    ("terminate called without an active exception") if the interpreter is finishing by then.
     """
     try:
         from torch._inductor import cudagraph_trees as trees
     except ImportError:  # a build without inductor: nothing to prepare
         return
-    if not hasattr(trees.local, "tree_manager_containers") and not torch._C._is_key_in_tls("tree_manager_containers"):
-        initialize = getattr(trees, "_initialize_tls", None)
-        if initialize is not None:
-            initialize(trees.local)
-        else:
-            from collections import defaultdict
+    if not hasattr(trees.local, "tree_manager_containers"):
+        from collections import defaultdict
 
-            trees.local.tree_manager_containers = {}
-            trees.local.tree_manager_locks = defaultdict(threading.Lock)
-            torch._C._stash_obj_in_tls("tree_manager_containers", trees.local.tree_manager_containers)
-            torch._C._stash_obj_in_tls("tree_manager_locks", trees.local.tree_manager_locks)
+        trees.local.tree_manager_containers = {}
+        trees.local.tree_manager_locks = defaultdict(threading.Lock)
 
 
 def decode_thread() -> ThreadPoolExecutor:
@@ -87,6 +84,9 @@ class CompiledDecoder:
 
     def __init__(self, lm: torch.nn.Module):
         self.cuda = next(lm.parameters()).device.type == "cuda"
+        # Imported here, on the thread that builds the engine, not first on the decode thread: the
+        # import stashes objects in the importing thread's C++ thread-locals (see _prepare_graph_thread).
+        import torch._inductor.cudagraph_trees  # noqa: F401
         if self.cuda:
             use_persistent_compile_cache()
         self._step = torch.compile(lm.__call__, fullgraph=True, dynamic=False,

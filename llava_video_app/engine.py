@@ -25,7 +25,6 @@ from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .video import VideoClip
 
-PREFILL_CHUNK = 2048  # tokens per prefill forward pass: bounds activation memory at 13K visual tokens
 # A prefill's length is padded to a multiple of this (the padding is cropped from the KV cache again),
 # so follow-up questions of different lengths reuse a few input shapes instead of making new ones:
 # per-shape work (kernel plans, autotuning) cost a first follow-up 0.8 s in 4-bit on an H200.
@@ -77,6 +76,8 @@ class Engine:
         self.config = config or AppConfig()
         self._clips = _LRU(self.config.cache_videos)
         self._features = _LRU(self.config.cache_videos)
+        if self.config.prefill_chunk < PREFILL_BUCKET or self.config.prefill_chunk % PREFILL_BUCKET:
+            raise ValueError(f"prefill_chunk must be a multiple of {PREFILL_BUCKET}, not {self.config.prefill_chunk}")
         self._lock = threading.RLock()  # one forward pass on the GPU at a time
         compiled = bool(self.config.compile)
         self._decoder = CompiledDecoder(model.lm) if compiled else None
@@ -200,6 +201,77 @@ class Engine:
                  stop: threading.Event | None = None) -> str:
         return "".join(self.stream_text(question, history, settings=settings, stop=stop))
 
+    def answer_texts(self, questions: Sequence[str], *, settings: GenerationSettings | None = None,
+                     stop: threading.Event | None = None) -> Iterator[tuple[int, str]]:
+        """Text-only prompts answered together, as one batch: yields (index, answer) as each finishes.
+
+        For many prompts that share a long beginning (the synthesis recipe's 16 QA calls share the
+        description): the shared prefix is prefilled once and its KV cache copied to every row, the
+        rest is prefilled right-padded (padding masked, positions counted per row), and all rows
+        decode together, so one decode step serves every prompt. Greedy answers equal those of
+        `ask_text` prompt by prompt (floating-point order aside). Decode steps are eager.
+        """
+        from transformers import DynamicCache
+
+        settings = settings or GenerationSettings.from_config(self.config)
+        if not questions:
+            return
+        model = self.model
+        rows = [model.tokenize(build_prompt(q, with_video=False)) for q in questions]
+        for ids in rows:
+            self._check_length(ids, None, settings.max_new_tokens)
+        shared = min(_common_prefix(rows), min(len(ids) for ids in rows) - 1)
+        generator = torch.Generator(device="cpu")
+        generator.seed()
+        device = model.device
+        lengths = torch.tensor([len(ids) - shared for ids in rows], device=device)
+        pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.eos_token_ids[0]
+        suffixes = torch.full((len(rows), int(lengths.max())), pad, device=device)
+        for i, ids in enumerate(rows):
+            suffixes[i, :len(ids) - shared] = torch.tensor(ids[shared:], device=device)
+        real = torch.arange(suffixes.shape[1], device=device)[None] < lengths[:, None]
+        mask = torch.cat([torch.ones(len(rows), shared, dtype=torch.long, device=device), real.long()], dim=1)
+        with self._lock, torch.inference_mode():
+            cache = DynamicCache()
+            if shared:
+                self._prefill(rows[0][:shared], None, cache)
+                cache.batch_repeat_interleave(len(rows))
+            positions = (shared + torch.arange(suffixes.shape[1], device=device))[None].expand(len(rows), -1)
+            logits = model.lm(input_ids=suffixes, attention_mask=mask, position_ids=positions, cache=cache,
+                              use_cache=True).logits
+            logits = logits[torch.arange(len(rows), device=device), lengths - 1, :model.vocab_size]
+        active = list(range(len(rows)))  # row of the batch -> index of its question
+        answers: list[list[int]] = [[] for _ in rows]
+        next_position = shared + lengths
+        for _ in range(settings.max_new_tokens):
+            tokens = [sample(row_logits, settings.temperature, settings.top_p, generator) for row_logits in logits]
+            keep = []
+            for row, (index, token) in enumerate(zip(active, tokens)):
+                ended = token in model.eos_token_ids and not settings.ignore_eos
+                if not ended:
+                    answers[index].append(token)
+                if ended or len(answers[index]) >= settings.max_new_tokens:
+                    yield index, model.tokenizer.decode(answers[index], skip_special_tokens=True)
+                else:
+                    keep.append(row)
+            if not keep:
+                return
+            if stop is not None and stop.is_set():  # stopped: each unfinished answer as it stands
+                for row in keep:
+                    yield active[row], model.tokenizer.decode(answers[active[row]], skip_special_tokens=True)
+                return
+            with self._lock, torch.inference_mode():
+                if len(keep) < len(active):  # finished rows leave the batch
+                    chosen = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(chosen)
+                    mask, next_position = mask[chosen], next_position[chosen]
+                active, tokens = [active[r] for r in keep], [tokens[r] for r in keep]
+                mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=device)], dim=1)
+                logits = model.lm(input_ids=torch.tensor(tokens, device=device)[:, None], attention_mask=mask,
+                                  position_ids=next_position[:, None], cache=cache, use_cache=True).logits
+                logits = logits[:, -1, :model.vocab_size]
+                next_position = next_position + 1
+
     def prompt_logits(self, video: str | os.PathLike | VideoClip | None, question: str,
                       history: Sequence[Turn] = ()) -> torch.Tensor:
         """Next-token logits after the whole prompt (over the tokenizer's vocabulary), computed by the
@@ -231,7 +303,7 @@ class Engine:
         """Feed the input past its first `reused` positions (already in `cache`); the last position's
         logits, cut to the tokenizer's vocabulary (the authors' resized LM head).
 
-        In chunks of PREFILL_CHUNK, so activation memory is bounded by the chunk; padded up to a
+        In chunks of config.prefill_chunk, so activation memory is bounded by the chunk; padded up to a
         multiple of PREFILL_BUCKET. Attention is causal, so the padding after the input changes
         nothing before it; its keys and values are cropped from the cache afterwards.
         """
@@ -240,8 +312,9 @@ class Engine:
         pad = -length % PREFILL_BUCKET
         if pad:
             embeds = torch.cat([embeds, embeds[:, -1:].expand(-1, pad, -1)], dim=1)
-        for chunk_start in range(0, length + pad, PREFILL_CHUNK):
-            chunk = embeds[:, chunk_start:chunk_start + PREFILL_CHUNK]
+        step = self.config.prefill_chunk
+        for chunk_start in range(0, length + pad, step):
+            chunk = embeds[:, chunk_start:chunk_start + step]
             out = self.model.lm(inputs_embeds=chunk, cache=cache, use_cache=True, logits_to_keep=pad + 1)
         if pad:
             cache.crop(-pad)
@@ -326,6 +399,14 @@ class Engine:
             self._decoder = None
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    first = rows[0]
+    for n in range(len(first)):
+        if any(len(row) <= n or row[n] != first[n] for row in rows[1:]):
+            return n
+    return len(first)
 
 
 def _file_identity(path: Path) -> tuple:

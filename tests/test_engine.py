@@ -196,3 +196,48 @@ def test_time_to_first_token_is_broken_down(tiny_engine, sample_video):
     tiny_engine.ask(sample_video, "Which way?", settings=settings)
     warm = tiny_engine.last_stats
     assert warm.video_cached and warm.vision_s < cold.vision_s and warm.video_s < cold.video_s
+
+
+def test_prompts_answered_as_one_batch_equal_their_answers_one_by_one(tiny_engine):
+    from llava_video_app.prompts import QUESTION_TYPES
+    from llava_video_app.synth.prompts import qa_prompt
+
+    caption = "A red square moves from left to right while the camera pans; then the square turns blue."
+    questions = [qa_prompt(caption, [t.name]) for t in QUESTION_TYPES[:6]] + ["Hi.", "Write a long list."]
+    for settings in (GenerationSettings(max_new_tokens=10), GenerationSettings(max_new_tokens=16, ignore_eos=True)):
+        one_by_one = [tiny_engine.ask_text(q, settings=settings) for q in questions]
+        batched = list(tiny_engine.answer_texts(questions, settings=settings))
+        assert sorted(i for i, _ in batched) == list(range(len(questions)))  # each answered once
+        assert dict(batched) == dict(enumerate(one_by_one))
+
+
+def test_a_stopped_batch_returns_each_answer_as_it_stands(tiny_engine):
+    stop = threading.Event()
+    settings = GenerationSettings(max_new_tokens=50, ignore_eos=True)
+    answers = []
+    for index, text in tiny_engine.answer_texts(["One?", "Two, and a longer one?"], settings=settings, stop=stop):
+        answers.append(index)
+        stop.set()
+    assert sorted(answers) == [0, 1]  # both come back at once: stopped after the first step
+    stop.clear()
+    full = dict(tiny_engine.answer_texts(["One?"], settings=settings, stop=stop))
+    assert len(tiny_engine.model.tokenizer(full[0]).input_ids) > 10
+
+
+def test_the_prefill_chunk_size_changes_memory_use_not_results(tiny_engine, sample_video):
+    import dataclasses
+
+    import torch
+
+    small = Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, prefill_chunk=64))
+    chunks = []
+    hook = tiny_engine.model.lm.register_forward_pre_hook(
+        lambda module, args, kwargs: chunks.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True)
+    try:
+        logits = small.prompt_logits(sample_video, "What moves?")
+    finally:
+        hook.remove()
+    assert len(chunks) > 1 and max(chunks) == 64  # the prompt went through in 64-token passes
+    torch.testing.assert_close(logits, tiny_engine.prompt_logits(sample_video, "What moves?"), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, prefill_chunk=100))

@@ -26,7 +26,7 @@ from llava_video_app.synth.recipe import SynthStopped, run_synthesis, synthesize
 def spy(engine):
     """Record what each model call got."""
     calls = []
-    stream, stream_text = engine.stream, engine.stream_text
+    stream, stream_text, answer_texts = engine.stream, engine.stream_text, engine.answer_texts
 
     def video_call(clip, question, *a, **k):
         calls.append(("video", question, clip))
@@ -36,7 +36,11 @@ def spy(engine):
         calls.append(("text", question, None))
         return stream_text(question, *a, **k)
 
-    engine.stream, engine.stream_text = video_call, text_call
+    def batch_call(questions, *a, **k):  # the per-type QA calls, answered together
+        calls.extend(("text", question, None) for question in questions)
+        return answer_texts(questions, *a, **k)
+
+    engine.stream, engine.stream_text, engine.answer_texts = video_call, text_call, batch_call
     return calls
 
 
@@ -111,3 +115,28 @@ def test_scripted_joint_mode(synth_videos, scripted_engine):
     result = run_synthesis(scripted_engine(), synth_videos[25], SynthOptions(qa_mode="joint"))
     assert result.calls["qa"] == 1 and [p.question_type for p in result.pairs] == ["Speed"]
     assert len(result.records()["mc"]) == 1
+
+
+def test_batched_qa_gives_the_sequential_calls_results(tiny_engine, synth_videos, quick_synth_options):
+    """The per-type QA calls answered as one batch: the same outputs, pairs and records as one call
+    after another, with far fewer forward passes of the language model."""
+    forwards = []
+    hook = tiny_engine.model.lm.register_forward_pre_hook(lambda *a: forwards.append(1))
+    try:
+        results = {}
+        for batched in (False, True):
+            forwards.clear()
+            options = quick_synth_options(qa_batch=batched)
+            results[batched] = run_synthesis(tiny_engine, synth_videos[25], options, video_root=synth_videos["root"])
+            results[batched, "forwards"] = len(forwards)
+    finally:
+        hook.remove()
+    sequential, batch = results[False], results[True]
+    assert len(batch.qa_outputs) == len(sequential.qa_outputs) == 16
+    assert batch.qa_outputs == sequential.qa_outputs and batch.caption == sequential.caption
+    def without_time(records):
+        return {task: [{k: v for k, v in r.items() if k != "created"} for r in rs] for task, rs in records.items()}
+
+    assert without_time(batch.records()) == without_time(sequential.records())
+    qa_tokens = 6  # quick_synth_options
+    assert results[True, "forwards"] <= results[False, "forwards"] - 16 * qa_tokens + qa_tokens + 2

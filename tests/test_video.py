@@ -9,9 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from llava_video_app import video as video_stage
 from llava_video_app.prompts import format_timestamps
 from llava_video_app.sample_videos import available_codecs, make_video, read_index
+from llava_video_app.video.decord_reader import DecordSource
+from llava_video_app.video.pyav_reader import PyAVSource
 from llava_video_app.video import (
     EmptyVideoError,
     InvalidRangeError,
@@ -181,7 +182,7 @@ def test_probe_agrees_with_load_and_decodes_nothing(videos, decoder):
 
 def test_a_clip_plan_is_what_load_video_decodes_and_decodes_nothing(videos, decoder, monkeypatch):
     clip = load_video(videos["h264"], num_frames=6, start=2.0, end=9.5)
-    for source in (video_stage._PyAVSource, video_stage._DecordSource):
+    for source in (PyAVSource, DecordSource):
         monkeypatch.setattr(source, "read", lambda *a, **k: pytest.fail("plan_clip decoded frames"))
     plan = plan_clip(videos["h264"], num_frames=6, start=2.0, end=9.5)
     assert (plan.frame_indices, plan.timestamps, plan.duration, plan.fps, plan.total_frames, plan.decoder) == (

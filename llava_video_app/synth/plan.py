@@ -46,6 +46,7 @@ class SynthOptions:
     min_tail_seconds: float = 2.0
     types: tuple[str, ...] = tuple(t.name for t in QUESTION_TYPES)
     qa_mode: str = "per_type"
+    qa_batch: bool = True  # per-type QA calls answered as one batch (same answers, one decode for all)
     multiple_choice: bool = True
     description_settings: GenerationSettings | None = None  # None = DESCRIPTION_TOKENS, greedy
     qa_settings: GenerationSettings | None = None  # None = qa_tokens(qa_mode), greedy

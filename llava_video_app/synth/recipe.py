@@ -9,8 +9,9 @@ written. Level 3: one text-only call from all level-2 descriptions plus any leve
 covered by a level 2; its text is the detailed caption.
 
 QA: from the caption only, text-only calls. `qa_mode="per_type"` (default): one call per selected
-type, returning one JSON object or "None"; the shared prompt prefix (the caption) is served from the
-engine's KV cache, and a small model copes far better with one type at a time. `qa_mode="joint"`:
+type, returning one JSON object or "None" (a small model copes far better with one type at a time);
+the calls share the caption as their prompt's beginning, so the engine answers them as one batch
+(`qa_batch`): the caption prefilled once, one decode step for all of them. `qa_mode="joint"`:
 one call returning a JSON list for all selected types. Either way at most one pair per type.
 """
 
@@ -165,32 +166,49 @@ def synthesize(engine: EngineLike, video: str | os.PathLike, options: SynthOptio
         return
     result.caption = d.text
 
-    # QA from the caption, text only.
-    found: list[QAPair] = []
+    # QA from the caption, text only: the per-type calls answered as one batch where the engine can.
+    found: dict[int, list[QAPair]] = {}
+    outputs: dict[int, str] = {}
     if not result.caption:
         result.rejects["empty_caption"] += 1
     else:
         per_type = options.qa_mode == "per_type"
         batches = [[t] for t in options.types] if per_type else [list(options.types)]
-        for k, types in enumerate(batches):
-            expected = types[0] if per_type else None
-            chunks = engine.stream_text(qa_prompt(result.caption, types), settings=options.qa_settings, stop=stop)
-            text = yield from calls.run("qa", k, None, chunks, question_type=expected)
+        prompts = [qa_prompt(result.caption, types) for types in batches]
+        started = time.perf_counter()
+        for k, answer in _answers(engine, prompts, options, stop):
+            expected = batches[k][0] if per_type else None
+            text = yield from calls.run("qa", k, None, answer, question_type=expected)
             if text is None:
                 return
-            result.qa_outputs.append(text)
+            outputs[k] = text
             call_rejects: Counter = Counter()
-            pairs = pairs_from_output(text, expected_type=expected, allowed_types=options.types, rejects=call_rejects)
+            found[k] = pairs_from_output(text, expected_type=expected, allowed_types=options.types,
+                                         rejects=call_rejects)
             result.rejects.update(call_rejects)
-            found += pairs
             yield QAParsed(stage="qa", index=k, step=calls.step, total_steps=plan.total_steps, question_type=expected,
-                           pairs=pairs, rejects=dict(call_rejects), text=text)
-    result.pairs = filter_pairs(found, result.rejects)
+                           pairs=found[k], rejects=dict(call_rejects), text=text)
+        result.seconds["qa"] = time.perf_counter() - started  # a batch's calls overlap: the stage's wall time
+    result.qa_outputs = [outputs[k] for k in sorted(outputs)]  # in type order, however they finished
+    result.pairs = filter_pairs([pair for k in sorted(found) for pair in found[k]], result.rejects)
     if options.multiple_choice:
         result.mc_skipped = sum(
             1 for p in result.pairs
             if make_multiple_choice(p, record_id(result.video_id, "mc", p.question_type)) is None)
     yield Done(result, plan.total_steps)
+
+
+def _answers(engine: EngineLike, prompts: list[str], options: SynthOptions,
+             stop: threading.Event | None) -> Iterator[tuple[int, Iterable[str]]]:
+    """(index, text chunks) of each QA prompt: from one batch (engine.answer_texts, in the order they
+    finish) when the engine has it and the options allow, else one streamed call after another."""
+    batch = getattr(engine, "answer_texts", None)
+    if batch is not None and options.qa_batch and len(prompts) > 1:
+        for k, text in batch(prompts, settings=options.qa_settings, stop=stop):
+            yield k, [text]
+        return
+    for k, prompt in enumerate(prompts):
+        yield k, engine.stream_text(prompt, settings=options.qa_settings, stop=stop)
 
 
 def run_synthesis(engine: EngineLike, video: str | os.PathLike, options: SynthOptions | None = None, *,
