@@ -270,6 +270,7 @@ def _pipeline(ray, sources, out_dir: str, options: SynthOptions, config: AppConf
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours is the one bar over videos; Ray's per-operator bars clash with it
     logging.getLogger("ray.data").setLevel(logging.WARNING if progress else logging.ERROR)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": by us
     rows = [source.to_row() for source in sources]
     videos = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))  # one video per block
     # The probe reserves no CPU: the workers may hold every core, and it must still run beside them.
