@@ -228,15 +228,19 @@ def app_command(
 
 # --- synthetic data: `synth` and `dataset` (llava_video_app/synth/, dataset_report.py, output_folder.py) ---
 
+EXECUTORS = ("local", "ray")
+
+
 @app.command()
 def synth(
-    path: Path = typer.Argument(..., help="A video file, or a folder searched recursively for videos."),
+    path: str = typer.Argument(..., help="A video file, a folder (searched recursively), a glob, a manifest (.txt, "
+                                         ".lst, .list: one path or URL per line), or a URL (s3://..., with fsspec)."),
     out: Path = typer.Option(..., "--out", help="Output folder: split files (.jsonl + exported .json), videos/ manifests."),
     types: Optional[list[str]] = typer.Option(None, "--types", help='Question types, comma-separated or repeated '
                                               '(default: all 16), e.g. --types "Temporal,Camera Direction".'),
     max_frames: int = typer.Option(180, "--max-frames", min=1, help="Cap on the 1-fps frames per video."),
-    video_root: Optional[Path] = typer.Option(None, "--video-root", help="Records' video paths are relative to "
-                                              "this (default: PATH if a folder, else its folder)."),
+    video_root: Optional[str] = typer.Option(None, "--video-root", help="Records' video paths are relative to "
+                                             "this (default: PATH if a folder, else its folder)."),
     data_source: str = typer.Option("local", "--data-source", help="The records' data_source (also in file names)."),
     qa_mode: str = typer.Option("per-type", "--qa-mode", help="per-type (one call per type) or joint (one call)."),
     no_mc: bool = typer.Option(False, "--no-mc", help="Make no multiple-choice records."),
@@ -247,12 +251,25 @@ def synth(
         f"Per description call (default {SynthOptions.DESCRIPTION_TOKENS}).")),
     temperature: Optional[float] = TemperatureOpt, top_p: Optional[float] = TopPOpt,
     pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
+    executor: str = typer.Option("local", "--executor", help="local: one video after another in this process; "
+                                 "ray: actor workers on Ray, one engine each (pip install -e '.[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (e.g. ray://head:10001 "
+                                          "or auto); default: start a local Ray."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray: workers, one engine each "
+                                          "(default: one per GPU, or one per CPU without GPUs)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per "
+                                                    "worker (default 1 with GPUs; 0 = the model on CPU)."),
+    engine_factory: Optional[str] = typer.Option(None, "--engine-factory", hidden=True, help="module:function "
+                                                 "making the engine from the config (tests: scripted QA)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """LLaVA-Video-178K-style data (captions, open-ended and multiple-choice QA) from videos; resumable."""
-    from .engine import Engine
-    from .synth.batch import find_videos, run_batch
+    from .synth.batch import list_videos, run_batch
 
+    if executor not in EXECUTORS:
+        fail(f"--executor must be {' or '.join(EXECUTORS)}, not {executor!r}")
+    if executor != "ray" and (address, workers, gpus_per_worker) != (None, None, None):
+        fail("--address, --workers and --gpus-per-worker need --executor ray")
     config = load_config(model=model, quant=quant, device=device, temperature=temperature, top_p=top_p,
                          pool_mode=pool_mode, compile=compile)
     try:
@@ -261,14 +278,22 @@ def synth(
             description_tokens=max_new_tokens, qa_tokens=qa_max_new_tokens, temperature=config.temperature,
             top_p=config.top_p, max_frames=max_frames, qa_mode=qa_mode.replace("-", "_"), multiple_choice=not no_mc,
             data_source=data_source, **({"types": names} if names else {}))
-        videos = find_videos(path)
+        videos = list_videos(path, video_root)
+        factory = _engine_factory(engine_factory)
     except user_errors() as err:
         fail(str(err))
     if not videos:
         fail(f"no video files under {path}")
     try:
-        summary = run_batch(path, out, options, make_engine=lambda: Engine.from_config(config, progress=_progress),
-                            video_root=video_root, progress=not quiet)
+        if executor == "ray":
+            from .synth.ray_runner import run_ray
+
+            summary = run_ray(path, out, options, config=config, engine_factory=factory, address=address,
+                              workers=workers, gpus_per_worker=gpus_per_worker, video_root=video_root,
+                              progress=not quiet, echo=_progress)
+        else:
+            summary = run_batch(path, out, options, make_engine=lambda: _make_engine(config, factory),
+                                video_root=video_root, progress=not quiet)
     except user_errors() as err:
         fail(str(err))
     except KeyboardInterrupt:
@@ -277,6 +302,29 @@ def synth(
     typer.echo(summary.format())
     if summary.failed:
         raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _engine_factory(spec: Optional[str]):
+    """`module:function` -> that function (config -> engine); None -> None (the project's engine)."""
+    import importlib
+
+    if spec is None:
+        return None
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"--engine-factory must be module:function, not {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--engine-factory {spec}: {err}") from None
+
+
+def _make_engine(config: AppConfig, factory):
+    if factory is not None:
+        return factory(config)
+    from .engine import Engine
+
+    return Engine.from_config(config, progress=_progress)
 
 
 dataset_app = typer.Typer(no_args_is_help=True, help="Synthetic datasets: stats, schema checks, JSON/zip export.")

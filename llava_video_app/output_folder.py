@@ -153,7 +153,7 @@ def video_lock(out_dir: str | os.PathLike, video_id: str) -> FileLock:
     return FileLock(str(lock_path(manifest_path(out_dir, video_id))), timeout=0)
 
 
-def log_failure(out_dir: str | os.PathLike, video: Path, error: str, video_id: str | None,
+def log_failure(out_dir: str | os.PathLike, video: str | os.PathLike, error: str, video_id: str | None,
                 relative_video: str | None) -> None:
     """A line in errors.log (appended in one write, several processes may log) and, when the video got
     an id, a "failed" manifest (the next run retries it)."""

@@ -59,28 +59,10 @@ def sample_video(tmp_path_factory) -> Path:
 def scripted_qa():
     """script(engine, pair_for): the random model cannot write a valid QA object, so each QA call of
     the synthesis recipe is answered with pair_for(question type) as JSON; the descriptions still
-    come from the model."""
-    import json
+    come from the model (scripted_engines.script_qa, which Ray workers import too)."""
+    from scripted_engines import script_qa
 
-    from llava_video_app.synth.prompts import qa_prompt_types
-
-    def script(engine, pair_for) -> None:
-        text_call = engine.stream_text
-
-        def stream_text(question, *args, **kwargs):
-            types = qa_prompt_types(question)
-            if types is None:  # not a QA call: the model answers
-                yield from text_call(question, *args, **kwargs)
-                return
-            yield json.dumps({"Dimension": types[0], **pair_for(types[0])})
-
-        def answer_texts(questions, *args, **kwargs):  # the batched per-type QA calls
-            for k, question in enumerate(questions):
-                yield k, "".join(stream_text(question, *args, **kwargs))
-
-        engine.stream_text, engine.answer_texts = stream_text, answer_texts
-
-    return script
+    return script_qa
 
 
 @pytest.fixture(scope="session")

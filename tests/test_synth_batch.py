@@ -151,3 +151,18 @@ def test_cli_synth_on_a_folder_then_resume(tiny_checkpoint, tmp_path):
     assert again.exit_code == 0 and "0 done, 2 skipped" in again.stdout
     bad = CliRunner().invoke(cli.app, ["synth", str(root), "--out", str(out), "--types", "Smell"])
     assert bad.exit_code == 1 and isinstance(bad.exception, SystemExit) and "Camera Direction" in bad.stderr
+
+
+def test_cli_synth_executor_flags_are_checked_before_any_work(synth_videos, tmp_path):
+    from typer.testing import CliRunner
+
+    from llava_video_app import cli
+
+    base = ["synth", str(synth_videos["root"]), "--out", str(tmp_path / "out")]
+    for extra, message in ((["--workers", "2"], "need --executor ray"),
+                           (["--executor", "spark"], "--executor must be local or ray, not 'spark'"),
+                           (["--engine-factory", "nowhere"], "must be module:function"),
+                           (["--engine-factory", "json:no_such_factory"], "no_such_factory")):
+        run = CliRunner().invoke(cli.app, base + extra)
+        assert run.exit_code == 1 and message in run.stderr, (extra, run.stderr)
+    assert not (tmp_path / "out").exists()

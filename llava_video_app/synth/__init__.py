@@ -12,5 +12,8 @@
     events.py   the progress of a run, one class per kind of event
     recipe.py   the model calls in order for one video (`synthesize`, `run_synthesis`)
     saving.py   a result into an output folder (../output_folder.py) and back
-    batch.py    a video or a folder of videos, resumable (`run_batch`)
+    sources.py  which videos a run covers: a folder, glob, manifest or URL (`list_videos`)
+    one_video.py  one video into an output folder, the step both runners repeat (`process_video`)
+    batch.py    the videos one after another in this process, resumable (`run_batch`)
+    ray_runner.py  the same on Ray actors, one engine each (`run_ray`; imports ray only when run)
 """
