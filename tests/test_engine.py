@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+import torch
 
 from llava_video_app import video as video_stage
 from llava_video_app.config import GenerationSettings
@@ -196,3 +197,89 @@ def test_time_to_first_token_is_broken_down(tiny_engine, sample_video):
     tiny_engine.ask(sample_video, "Which way?", settings=settings)
     warm = tiny_engine.last_stats
     assert warm.video_cached and warm.vision_s < cold.vision_s and warm.video_s < cold.video_s
+
+
+# --- bounded work per request -------------------------------------------------------------------
+
+@pytest.fixture
+def decoder_calls(monkeypatch):
+    """Every call of either video reader's decoding (PyAV's and decord's read), recorded."""
+    from llava_video_app.video.decord_reader import DecordSource
+    from llava_video_app.video.pyav_reader import PyAVSource
+
+    calls = []
+    for source in (PyAVSource, DecordSource):
+        real = source.read
+        monkeypatch.setattr(source, "read", lambda self, indices, size, real=real: calls.append(len(indices))
+                            or real(self, indices, size))
+    return calls
+
+
+def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_model, sample_video, decoder_calls):
+    import time
+
+    from llava_video_app.config import AppConfig
+    from llava_video_app.request import RequestError
+
+    # An owner who raised max_frames: the token budget still refuses, from the header and the layout
+    # (12 tokens per frame here) alone, in the planning call and at the start of stream() alike.
+    engine = Engine(tiny_model, AppConfig(frames=100_000, max_new_tokens=16, max_frames=100_000))
+    too_many = (r"^too many frames: 100000 frames make 1,200,000 visual tokens and 59\d,\d{3} of timestamps; with the rest "
+                r"of the prompt \(\d+ tokens\) and up to 16 new tokens this request needs .*: use at most about 1,8\d\d frames$")
+    started = time.perf_counter()
+    with pytest.raises(RequestError, match=too_many):
+        engine.check_request(sample_video, "What happens?", frames=100_000)
+    with pytest.raises(RequestError, match=too_many):
+        next(engine.stream(sample_video, "What happens?"))
+    elapsed = time.perf_counter() - started
+    assert decoder_calls == [] and len(engine._clips) == 0 and len(engine._features) == 0
+    assert elapsed < 1.0, f"refused in {elapsed:.2f} s"
+    engine.ask(engine.load_clip(sample_video, frames=8), "What happens?", settings=GenerationSettings(max_new_tokens=2))
+    assert decoder_calls, "a request that fits is decoded and answered"
+
+
+def test_caches_are_bounded_in_bytes_too(tiny_model, sample_video):
+    from llava_video_app.config import AppConfig
+    from llava_video_app.engine import _LRU
+
+    lru = _LRU(10, max_bytes=100)
+    for key, size in enumerate((40, 40, 40, 150)):
+        lru.get_or_make(key, lambda size=size: torch.zeros(size, dtype=torch.uint8))
+    assert list(lru) == [1, 2] and lru.nbytes == 80, "the oldest went for the third; the 150-byte one is not kept"
+    lru.clear()
+    assert lru.nbytes == 0
+
+    engine = Engine(tiny_model, AppConfig(frames=8, max_new_tokens=16, cache_videos=100, cache_mb=1))
+    for frames in range(20, 40):  # 20 clips of 70x70 frames: 290-570 KB each
+        engine.ask(engine.load_clip(sample_video, frames=frames), "What?", settings=GenerationSettings(max_new_tokens=1))
+        engine.load_clip(sample_video, frames=frames)
+    assert 0 < engine._clips.nbytes <= 2**20 and 0 < engine._features.nbytes <= 2**20
+    assert len(engine._clips) < 20
+
+
+def test_out_of_gpu_memory_is_a_message_frees_what_it_took_and_keeps_the_model(tiny_engine, sample_video, monkeypatch):
+    from llava_video_app.request import RequestError
+
+    settings = GenerationSettings(max_new_tokens=4)
+    tiny_engine.ask(sample_video, "What moves?", settings=settings)
+    assert len(tiny_engine._clips) and len(tiny_engine._features) and tiny_engine._kv.state is not None
+    model_lm = tiny_engine.model.lm
+
+    class OutOfMemoryLM:  # the language model's forward pass fails as CUDA's allocator would
+        def __call__(self, *args, **kwargs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        def __getattr__(self, name):
+            return getattr(model_lm, name)
+
+    monkeypatch.setattr(tiny_engine.model, "lm", OutOfMemoryLM())
+    with pytest.raises(RequestError, match=r"^the GPU ran out of memory for this request: try fewer frames "
+                                           r"\(e.g. 4 instead of 8\), a shorter question or fewer new tokens"):
+        tiny_engine.ask(sample_video, "What else?", settings=settings)
+    assert len(tiny_engine._clips) == len(tiny_engine._features) == 0 and tiny_engine._clips.nbytes == 0
+    assert tiny_engine._kv.state is None, "the half-filled conversation cache is not kept"
+    with pytest.raises(RequestError, match="ran out of memory"):
+        tiny_engine.ask_text("A text-only call?", settings=settings)
+    monkeypatch.setattr(tiny_engine.model, "lm", model_lm)
+    assert tiny_engine.ask(sample_video, "And now?", settings=settings), "the same model answers the next request"
+    assert tiny_engine.last_stats.reused_tokens == 0 and not tiny_engine.last_stats.video_cached
