@@ -351,13 +351,16 @@ def dataset_check(
 @dataset_app.command("export")
 def dataset_export(
     folder: Path = typer.Argument(..., help="An output folder of `synth`."),
-    zip_path: Optional[Path] = typer.Option(None, "--zip", help="Also write a zip of the JSON arrays + manifests."),
+    zip_path: Optional[Path] = typer.Option(None, "--zip", help="Also write a zip of the JSON arrays + manifests "
+                                            "(outside the folder)."),
 ) -> None:
     """Write each .jsonl split as a JSON array (.json), the public dataset's format."""
     from .output_folder import export_json, export_zip
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder")
+    if zip_path is not None and zip_path.resolve().is_relative_to(folder.resolve()):
+        fail(f"write the zip outside the folder it zips, not to {zip_path}")
     for path in export_json(folder):
         typer.echo(str(path))
     if zip_path is not None:
