@@ -78,9 +78,10 @@ def _check_trim(start: Any, end: Any) -> tuple[float | None, float | None]:
 
 
 def check_question(question: str | None, max_chars: int | None = None) -> str:
-    """The question if it can be asked, else RequestError: empty or blank, longer than `max_chars`
-    (AppConfig.max_question_chars; whether it fits the model's context is the TokenBudget's to say),
-    or holding the video's placeholder (the prompt has room for one video, put there by the app)."""
+    """The question, stripped, if it can be asked, else RequestError: empty or blank, longer than
+    `max_chars` (AppConfig.max_question_chars; whether it fits the model's context is the
+    TokenBudget's to say), or holding the video's placeholder (the prompt has room for one video,
+    put there by the app)."""
     if not question or not question.strip():
         raise RequestError("the question is empty: type a question about the video")
     if max_chars is not None and len(question) > max_chars:
@@ -88,7 +89,7 @@ def check_question(question: str | None, max_chars: int | None = None) -> str:
                            f"more than the app's max_question_chars ({max_chars:,})")
     if IMAGE_PLACEHOLDER in question:
         raise RequestError(f"the question must not contain {IMAGE_PLACEHOLDER} (the app places the video itself)")
-    return question
+    return question.strip()
 
 
 def check_clip(frames: int, width: int, height: int, config: AppConfig) -> None:

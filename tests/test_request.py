@@ -87,7 +87,7 @@ def test_questions_empty_blank_too_long_or_with_the_video_placeholder_are_refuse
         check_question("why " * 30_000, AppConfig().max_question_chars)
     with pytest.raises(RequestError, match="must not contain <image>"):
         check_question("What is in <image>?")
-    assert check_question("What happens?", 100) == "What happens?"
+    assert check_question(" What happens?\n", 100) == "What happens?"
 
 
 def test_a_clip_is_bounded_in_frames_and_in_decoded_bytes_before_decoding():
