@@ -107,9 +107,9 @@ class VideoChat:
             raise refuse("Type a question, or pick a task.")
         start, end = state.trim(start, end)
         with user_errors(video):  # the checks of the API and the CLI, with their words
-            request = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+            checked = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
                                     temperature=temperature, top_p=top_p)
-        frames, settings = request.frames, request.generation
+        frames, settings = checked.frames, checked.generation
         conversation = state.for_clip(video, frames, start, end)
         new = conversation is not state
         history = tuple(conversation.turns)
@@ -182,11 +182,11 @@ class VideoChat:
             raise refuse("No video given.")
         with user_errors(video):  # the CLI's checks and words (request.py); None = the app's setting
             question = check_question(question, self.config.max_question_chars)
-            request = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+            checked = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
                                     temperature=temperature, top_p=top_p)
         text = ""
-        for item in self.model.answer(video, question, (), request.frames, request.start, request.end,
-                                      request.generation, StopFlag()):
+        for item in self.model.answer(video, question, (), checked.frames, checked.start, checked.end,
+                                      checked.generation, StopFlag()):
             if isinstance(item, str) and item:
                 text += item
                 yield text
@@ -247,7 +247,6 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
             info = gr.Markdown(elem_id="video-info")
             with gr.Row():
                 start = gr.Number(0, label="Start (s)", minimum=0, elem_id="start")
-                # A placeholder, or Gradio shows an empty Number as 0
                 end = gr.Number(None, label="End (s)", minimum=0, elem_id="end", info="empty = to the end",
                                 placeholder="to the end")
             task = gr.Dropdown(list(TASKS), value=TASK_CAPTION, label="Task", elem_id="task")
@@ -276,6 +275,9 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     if examples:
         gr.Examples(examples, inputs=[video, task, question], label="Examples")
 
+    # Gradio 6 draws a Number whose first value is None as 0, whatever its placeholder; None set on
+    # load (in the browser, no request) shows it empty, as its hint says.
+    gr.on(None, None, None, end, js="() => null")
     task.change(chat.on_task, task, question, queue=False, **private)
     video.change(chat.on_video, video, [start, end, info, state, chatbot, gallery], **private)
     asking = gr.on([ask_btn.click, question.submit], chat.ask,
