@@ -75,6 +75,8 @@ def _answer_length(page) -> int:
 
 def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
     url, chat = app_url
+    requested = []  # every request the page makes: none may go to another host (fonts, analytics, CDNs)
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(url)
     page.wait_for_selector("#ask")
     assert "tiny" in page.inner_text("#status") or "fp32" in page.inner_text("#status")
@@ -122,6 +124,9 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
 
     # the question asked is in the chat, as the user's message
     assert example in page.locator("#chat .user").first.inner_text()
+
+    elsewhere = [u for u in requested if not u.startswith(("http://127.0.0.1:", "data:", "blob:"))]
+    assert requested and elsewhere == [], "the page loads nothing from other hosts"
 
     shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot))
