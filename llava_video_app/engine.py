@@ -267,7 +267,9 @@ class Engine:
         (frames and trim as load_clip takes them), against max_frames and max_decoded_mb; and the
         token budget, text + frames x tokens per frame + max_new_tokens, against the model's context.
         Returns the prompt's token ids. RequestError (a ValueError) when it does not fit."""
-        question = check_question(question, self.config.max_question_chars)
+        # Characters are bounded where a user's text comes in (the API, the CLI, the Ask tab); the
+        # synthesis recipe's own prompts only have to fit the context.
+        question = check_question(question)
         max_new_tokens = max_new_tokens or self.config.max_new_tokens
         clip: VideoClip | ClipPlan | None = video if isinstance(video, VideoClip) or video is None else \
             video_stage.plan_clip(video, num_frames=frames or self.config.frames, start=start, end=end)

@@ -191,7 +191,7 @@ def prompt_within_budget(tokenize: Callable[[str], Sequence[int]], question: str
     """The prompt's token ids (video placeholder included) if the request fits the model's context,
     else RequestError (TokenBudget.check). Frames that overflow the context on their own are
     refused before the prompt is built: each frame's timestamp is text too (100,000 frames make
-    600,000 tokens of it), estimated from TIMESTAMP_SAMPLE frames' across the clip."""
+    600,000 tokens of it), estimated from TIMESTAMP_SAMPLE frames across the clip."""
     def budget(text_tokens: int, frames: int, timestamp_tokens: int, estimated: bool = False) -> TokenBudget:
         return TokenBudget.of(tokenize, text_tokens, question, history, frames=frames, layout=layout,
                               timestamp_tokens=timestamp_tokens, max_new_tokens=max_new_tokens,

@@ -283,3 +283,13 @@ def test_out_of_gpu_memory_is_a_message_frees_what_it_took_and_keeps_the_model(t
     monkeypatch.setattr(tiny_engine.model, "lm", model_lm)
     assert tiny_engine.ask(sample_video, "And now?", settings=settings), "the same model answers the next request"
     assert tiny_engine.last_stats.reused_tokens == 0 and not tiny_engine.last_stats.video_cached
+
+
+def test_the_engine_bounds_tokens_not_characters_so_the_recipes_long_prompts_run(tiny_model):
+    """max_question_chars is for what users type (the API, the CLI, the Ask tab check it); a level-3
+    or QA prompt of the synthesis recipe only has to fit the context."""
+    from llava_video_app.config import AppConfig
+
+    engine = Engine(tiny_model, AppConfig(frames=8, max_new_tokens=16, max_question_chars=20))
+    assert engine.ask_text("Describe these windows: " + "the square moves right. " * 50,
+                           settings=GenerationSettings(max_new_tokens=2))

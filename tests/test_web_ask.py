@@ -164,6 +164,8 @@ def test_bad_input_is_a_message_and_the_app_keeps_working(chat, sample_video, tm
     with pytest.raises(gr.Error, match=r"the question is too long: 40,001 tokens .* shorten the question by at "
                                        r"least 7,\d{3} tokens"):  # too long for the model's 32,768-token context
         _ask(chat, str(sample_video), "why " * 20_000)
+    with pytest.raises(gr.Error, match=r"the question is too long: 119,999 characters"):  # before tokenizing
+        _ask(chat, str(sample_video), "why " * 30_000)
     with pytest.raises(gr.Error, match="contains no frame"):  # too short a range (frames every 0.1 s)
         _ask(chat, str(sample_video), "What?", start=1.01, end=1.05)
     empty = tmp_path / "empty.mp4"

@@ -107,6 +107,7 @@ class VideoChat:
             raise refuse("Type a question, or pick a task.")
         start, end = state.trim(start, end)
         with user_errors(video):  # the checks of the API and the CLI, with their words
+            question = check_question(question, self.config.max_question_chars)
             checked = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
                                     temperature=temperature, top_p=top_p)
         frames, settings = checked.frames, checked.generation
