@@ -64,11 +64,13 @@ def main() -> None:
         before = rss_mib(app.pid)
         started = time.perf_counter()
         try:
-            outcome = f"answered: {client.predict(handle_file(str(video)), 'What?', frames=args.frames, api_name='/ask')!r}"
+            answer = client.predict(handle_file(str(video)), "What?", frames=args.frames, api_name="/ask")
+            outcome = f"answered: {answer!r}"
         except Exception as err:  # the refusal is the result being measured
             outcome = f"refused: {err}"
         elapsed = time.perf_counter() - started
-        print(f"{args.root}: frames={args.frames}: {elapsed:.2f} s, server RSS {before:.0f} -> {rss_mib(app.pid):.0f} MiB")
+        after = rss_mib(app.pid)
+        print(f"{args.root}: frames={args.frames}: {elapsed:.2f} s, server RSS {before:.0f} -> {after:.0f} MiB")
         print(outcome)
     finally:
         app.terminate()

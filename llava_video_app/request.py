@@ -175,10 +175,11 @@ class TokenBudget:
             per_frame = self.tokens_per_frame + self.timestamp_tokens / self.frames
             fits = int((self.context_length - rest - self.max_new_tokens - 1) // per_frame) if per_frame else 0
             about = "about " if self.estimated else ""
-            advice = f"use at most {about}{fits:,} frames" if fits >= 1 else "ask for fewer new tokens or a shorter question"
+            advice = (f"use at most {about}{fits:,} frames" if fits >= 1
+                      else "ask for fewer new tokens or a shorter question")
             raise RequestError(f"too many frames: {self.frames} frames make {self.visual_tokens:,} visual tokens and "
-                               f"{self.timestamp_tokens:,} of timestamps; with the rest of the prompt ({rest:,} tokens) "
-                               f"and up to {self.max_new_tokens:,} new tokens {needs}: {advice}")
+                               f"{self.timestamp_tokens:,} of timestamps; with the rest of the prompt ({rest:,} "
+                               f"tokens) and up to {self.max_new_tokens:,} new tokens {needs}: {advice}")
         most = self.context_length - self.text_tokens - self.visual_tokens
         advice = f"ask for at most {most:,} new tokens" if most >= 1 else "use fewer frames or a shorter question"
         raise RequestError(f"too many new tokens: up to {self.max_new_tokens:,}, with the input's "

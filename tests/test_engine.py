@@ -224,8 +224,9 @@ def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_m
     # An owner who raised max_frames: the token budget still refuses, from the header and the layout
     # (12 tokens per frame here) alone, in the planning call and at the start of stream() alike.
     engine = Engine(tiny_model, AppConfig(frames=100_000, max_new_tokens=16, max_frames=100_000))
-    too_many = (r"^too many frames: 100000 frames make 1,200,000 visual tokens and 59\d,\d{3} of timestamps; with the rest "
-                r"of the prompt \(\d+ tokens\) and up to 16 new tokens this request needs .*: use at most about 1,8\d\d frames$")
+    too_many = (r"^too many frames: 100000 frames make 1,200,000 visual tokens and 59\d,\d{3} of timestamps; with "
+                r"the rest of the prompt \(\d+ tokens\) and up to 16 new tokens this request needs .*: use at most "
+                r"about 1,8\d\d frames$")
     started = time.perf_counter()
     with pytest.raises(RequestError, match=too_many):
         engine.check_request(sample_video, "What happens?", frames=100_000)
@@ -251,7 +252,8 @@ def test_caches_are_bounded_in_bytes_too(tiny_model, sample_video):
 
     engine = Engine(tiny_model, AppConfig(frames=8, max_new_tokens=16, cache_videos=100, cache_mb=1))
     for frames in range(20, 40):  # 20 clips of 70x70 frames: 290-570 KB each
-        engine.ask(engine.load_clip(sample_video, frames=frames), "What?", settings=GenerationSettings(max_new_tokens=1))
+        clip = engine.load_clip(sample_video, frames=frames)
+        engine.ask(clip, "What?", settings=GenerationSettings(max_new_tokens=1))
         engine.load_clip(sample_video, frames=frames)
     assert 0 < engine._clips.nbytes <= 2**20 and 0 < engine._features.nbytes <= 2**20
     assert len(engine._clips) < 20

@@ -62,7 +62,8 @@ def test_settings_left_out_are_the_apps_and_whole_numbers_come_back_as_ints():
     config = AppConfig(frames=16, max_new_tokens=100, temperature=0.5, top_p=0.9)
     request = check_request(config)
     assert (request.frames, request.start, request.end) == (16, None, None)
-    assert (request.generation.max_new_tokens, request.generation.temperature, request.generation.top_p) == (100, 0.5, 0.9)
+    generation = request.generation
+    assert (generation.max_new_tokens, generation.temperature, generation.top_p) == (100, 0.5, 0.9)
     request = check_request(config, frames=64.0, max_new_tokens=12.0, start=0, end=2.5)
     assert (request.frames, request.generation.max_new_tokens) == (64, 12)
     assert type(request.frames) is int and type(request.generation.max_new_tokens) is int
@@ -71,7 +72,8 @@ def test_settings_left_out_are_the_apps_and_whole_numbers_come_back_as_ints():
 
 
 def test_the_apps_own_settings_are_held_to_the_same_bounds():
-    with pytest.raises(ValueError, match=r"frames must be a whole number from 1 to 128 \(the app's max_frames\), not 200"):
+    with pytest.raises(ValueError, match=r"frames must be a whole number from 1 to 128 \(the app's max_frames\), "
+                                         r"not 200"):
         AppConfig.from_env({"LLAVA_VIDEO_FRAMES": "200"})
     assert AppConfig.from_env({"LLAVA_VIDEO_FRAMES": "200", "LLAVA_VIDEO_MAX_FRAMES": "256"}).frames == 200
     with pytest.raises(ValueError, match="temperature must be a number from 0 to 2"):

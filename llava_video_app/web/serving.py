@@ -1,7 +1,8 @@
 """Serving the model to the tabs: the engine loaded in the background (`EngineHolder`) and the status
 line about it, each browser tab's Stop and idle state (`Sessions`), the user's mistakes as messages
-(`user_errors`, `refuse`: one line on the console each, no traceback), and `ModelRunner`: the functions that run the model, wrapped once for the GPU, with
-an answer produced in a thread of its own and streamed back to Gradio."""
+(`user_errors`, `refuse`: one line on the console each, no traceback), and `ModelRunner`: the
+functions that run the model, wrapped once for the GPU, with an answer produced in a thread of its
+own and streamed back to Gradio."""
 
 from __future__ import annotations
 
