@@ -2,7 +2,9 @@
 (`app_main`), so the app's flags are defined once, here.
 
 User mistakes (a bad file, an unknown question type, a missing model) end with one readable line on
-stderr and a non-zero exit code, never a traceback.
+stderr and a non-zero exit code, never a traceback. A request's settings are checked by the API's
+function (request.check_request), so both refuse the same values with the same words: the numeric
+flags take any number and leave the checking to it (--frames 2.7 is refused, not rounded).
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import typer
 
-from .config import QUANTIZATIONS, AppConfig
+from .config import QUANTIZATIONS, AppConfig, keep_start_up_offline
 from .synth.plan import SynthOptions
+
+if TYPE_CHECKING:
+    from .request import RequestSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ask LLaVA-Video about videos, caption them, and make LLaVA-Video-178K-style data.")
@@ -29,12 +34,15 @@ ModelOpt = typer.Option(None, "--model", help="Hub id or local folder (default: 
                                               "llava-onevision-qwen2-0.5b-ov on CPU).")
 QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default: 4bit on CUDA, fp32 on CPU).")
 DeviceOpt = typer.Option(None, "--device", help="cuda, cuda:N or cpu.")
-FramesOpt = typer.Option(None, "--frames", min=1, help="Frames sampled uniformly (default 64).")
-StartOpt = typer.Option(None, "--start", min=0.0, help="Trim start, seconds.")
-EndOpt = typer.Option(None, "--end", min=0.0, help="Trim end, seconds.")
-MaxTokensOpt = typer.Option(None, "--max-new-tokens", min=1)
-TemperatureOpt = typer.Option(None, "--temperature", min=0.0, help="0 = greedy (default).")
-TopPOpt = typer.Option(None, "--top-p", min=0.0, max=1.0)
+# Numbers without typer's own min/max: request.check_request (the API's check) says what is wrong.
+FramesOpt = typer.Option(None, "--frames", metavar="INTEGER", help="Frames sampled uniformly (default 64, at most "
+                         "the app's max_frames, 128 unless LLAVA_VIDEO_MAX_FRAMES says otherwise).")
+StartOpt = typer.Option(None, "--start", help="Trim start, seconds.")
+EndOpt = typer.Option(None, "--end", help="Trim end, seconds.")
+MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help="Longest answer, in tokens "
+                            "(default 1024, at most max_new_tokens_limit, 4096).")
+TemperatureOpt = typer.Option(None, "--temperature", help="0 = greedy (default), at most 2.")
+TopPOpt = typer.Option(None, "--top-p", help="Nucleus sampling threshold, in (0, 1].")
 PoolOpt = typer.Option(None, "--pool-mode", help="Override the checkpoint's mm_spatial_pool_mode (average, max, bilinear).")
 CompileOpt = typer.Option(None, "--compile/--no-compile", help="Decode through torch.compile over a static KV cache "
                           "(default on a CUDA GPU: several times the tokens/s after a one-off compile, cached on disk).")
@@ -65,31 +73,50 @@ def _progress(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _resolve_question(question: Optional[str], question_type: Optional[str]) -> str:
+def _resolve_question(question: Optional[str], question_type: Optional[str], config: AppConfig) -> str:
     from .prompts import question_type as lookup
+    from .request import check_question
 
-    if question and question_type:
+    if question is not None and question_type:
         fail("give either a question or --type, not both")
     if question_type:
         return lookup(question_type).example
-    if not question or not question.strip():
+    if question is None:
         fail('give a question, e.g. llava-video ask video.mp4 "What happens?", or --type "Camera Direction"')
-    return question
+    return check_question(question, config.max_question_chars)  # the API's check and words
 
 
-def _run(config: AppConfig, video: Path, question: str, start: Optional[float], end: Optional[float]) -> None:
-    from .config import GenerationSettings
+def _checked_request(config: AppConfig, *, frames: Optional[float], start: Optional[float], end: Optional[float],
+                     max_new_tokens: Optional[float] = None, temperature: Optional[float] = None,
+                     top_p: Optional[float] = None) -> tuple[AppConfig, "RequestSettings"]:
+    """The request's settings checked as the API checks them (one line and exit 1 if not), and the
+    config they make (the engine warms up for that many frames and tokens)."""
+    from .request import check_request
+
+    try:
+        request = check_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_p=top_p)
+    except ValueError as err:
+        fail(str(err))
+    generation = request.generation
+    return config.with_overrides(frames=request.frames, max_new_tokens=generation.max_new_tokens,
+                                 temperature=generation.temperature, top_p=generation.top_p), request
+
+
+def _run(config: AppConfig, video: Path, question: str, request: "RequestSettings") -> None:
     from .engine import Engine
     from .video import plan_clip
 
     stop = threading.Event()
+    frames, start, end = request.frames, request.start, request.end
     try:
-        settings = GenerationSettings.from_config(config)
-        plan_clip(video, num_frames=config.frames, start=start, end=end)  # a bad file or range fails here,
+        plan_clip(video, num_frames=frames, start=start, end=end)  # a bad file or range fails here,
         # before minutes of model loading
         engine = Engine.from_config(config, progress=_progress)
-        clip = engine.load_clip(video, start=start, end=end)
-        for chunk in engine.stream(clip, question, settings=settings, stop=stop):
+        engine.check_request(video, question, frames=frames, start=start, end=end,
+                             max_new_tokens=request.generation.max_new_tokens)  # the token budget, before decoding
+        clip = engine.load_clip(video, frames=frames, start=start, end=end)
+        for chunk in engine.stream(clip, question, settings=request.generation, stop=stop):
             sys.stdout.write(chunk)
             sys.stdout.flush()
     except user_errors() as err:
@@ -112,34 +139,36 @@ def ask(
     question: Optional[str] = typer.Argument(None, help="Your question."),
     question_type: Optional[str] = typer.Option(None, "--type", help="Ask a LLaVA-Video question type's example question."),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
-    frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
-    max_new_tokens: Optional[int] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
+    frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
+    max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
 ) -> None:
     """Ask a question about a video; the answer streams to stdout."""
+    config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
     try:
-        text = _resolve_question(question, question_type)
+        text = _resolve_question(question, question_type, config)
     except ValueError as err:
         fail(str(err))
-    config = load_config(model=model, quant=quant, device=device, frames=frames, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_p=top_p, pool_mode=pool_mode, compile=compile)
-    _run(config, video, text, start, end)
+    config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+                                       temperature=temperature, top_p=top_p)
+    _run(config, video, text, request)
 
 
 @app.command()
 def caption(
     video: Path = typer.Argument(..., help="Video file."),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
-    frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
-    max_new_tokens: Optional[int] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
+    frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
+    max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
 ) -> None:
     """Detailed caption of a video (the model card's prompt)."""
     from .prompts import CAPTION_QUESTION
 
-    config = load_config(model=model, quant=quant, device=device, frames=frames, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_p=top_p, pool_mode=pool_mode, compile=compile)
-    _run(config, video, CAPTION_QUESTION, start, end)
+    config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
+    config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+                                       temperature=temperature, top_p=top_p)
+    _run(config, video, CAPTION_QUESTION, request)
 
 
 @app.command()
@@ -148,7 +177,7 @@ def inspect(
     question: Optional[str] = typer.Argument(None, help="Question (default: the detailed-caption prompt)."),
     question_type: Optional[str] = typer.Option(None, "--type"),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
-    frames: Optional[int] = FramesOpt, start: Optional[float] = StartOpt,
+    frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt,
     end: Optional[float] = EndOpt, pool_mode: Optional[str] = PoolOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
 ) -> None:
@@ -157,12 +186,14 @@ def inspect(
     from .prompts import CAPTION_QUESTION
     from .request import inspect_request
 
-    config = load_config(model=model, quant=quant, device=device, frames=frames, pool_mode=pool_mode)
+    config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode)
+    config, request = _checked_request(config, frames=frames, start=start, end=end)
     try:
-        text = _resolve_question(question, question_type) if (question or question_type) else CAPTION_QUESTION
+        text = _resolve_question(question, question_type, config) if (question or question_type) else CAPTION_QUESTION
         resolved = config.resolved()
-        plan = inspect_request(video, text, model=resolved.model, frames=config.frames, start=start, end=end,
-                               pool_mode=config.pool_mode, quant=resolved.quant, device=resolved.device)
+        plan = inspect_request(video, text, model=resolved.model, frames=request.frames, start=request.start,
+                               end=request.end, pool_mode=config.pool_mode, quant=resolved.quant,
+                               device=resolved.device)
     except user_errors() as err:
         fail(str(err))
     if as_json:
@@ -210,7 +241,7 @@ def tiny_checkpoint(
 @app.command("app")
 def app_command(
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
-    frames: Optional[int] = FramesOpt, compile: Optional[bool] = CompileOpt,
+    frames: Optional[float] = FramesOpt, compile: Optional[bool] = CompileOpt,
     host: Optional[str] = typer.Option(None, "--host", help="Address to serve on (default 127.0.0.1: this machine only)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
     share: Optional[bool] = typer.Option(None, "--share", help="Also serve on a public gradio.live link."),
@@ -368,13 +399,16 @@ def dataset_check(
 @dataset_app.command("export")
 def dataset_export(
     folder: Path = typer.Argument(..., help="An output folder of `synth`."),
-    zip_path: Optional[Path] = typer.Option(None, "--zip", help="Also write a zip of the JSON arrays + manifests."),
+    zip_path: Optional[Path] = typer.Option(None, "--zip", help="Also write a zip of the JSON arrays + manifests "
+                                            "(outside the folder)."),
 ) -> None:
     """Write each .jsonl split as a JSON array (.json), the public dataset's format."""
     from .output_folder import export_json, export_zip
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder")
+    if zip_path is not None and zip_path.resolve().is_relative_to(folder.resolve()):
+        fail(f"write the zip outside the folder it zips, not to {zip_path}")
     for path in export_json(folder):
         typer.echo(str(path))
     if zip_path is not None:
@@ -382,11 +416,13 @@ def dataset_export(
 
 
 def main() -> None:
+    keep_start_up_offline()  # before anything imports gradio or huggingface_hub
     app()
 
 
 def app_main(argv: Sequence[str] | None = None) -> None:
     """`python app.py [flags]`: the `app` command on its own, so both take the same flags."""
+    keep_start_up_offline()
     standalone = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     standalone.command(context_settings={"help_option_names": ["-h", "--help"]})(app_command)
     command = typer.main.get_command(standalone)

@@ -23,7 +23,8 @@ from .decoding import CompiledDecoder, IncrementalDecoder, compile_cache_dir, sa
 from .kv_cache import ConversationCache
 from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
-from .video import VideoClip
+from .request import RequestError, check_clip, check_question, prompt_within_budget
+from .video import ClipPlan, VideoClip
 
 # A prefill's length is padded to a multiple of this (the padding is cropped from the KV cache again),
 # so follow-up questions of different lengths reuse a few input shapes instead of making new ones:
@@ -54,28 +55,53 @@ class GenerationStats:
 
 
 class _LRU(OrderedDict):
-    def __init__(self, size: int):
+    """Least recently used out first, bounded by entries (`size`) and by bytes (`max_bytes`: frames'
+    and tensors' own bytes); a value bigger than `max_bytes` is made and returned but not kept."""
+
+    def __init__(self, size: int, max_bytes: int | None = None):
         super().__init__()
         self.size = max(0, size)
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._sizes: dict[Hashable, int] = {}
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> tuple[Any, bool]:
         if key in self:
             self.move_to_end(key)
             return self[key], True
         value = make()
-        if self.size:
+        size = _nbytes(value)
+        if self.size and (self.max_bytes is None or size <= self.max_bytes):
             self[key] = value
-            while len(self) > self.size:
-                self.popitem(last=False)
+            self._sizes[key] = size
+            self.nbytes += size
+            while len(self) > self.size or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+                oldest, _ = self.popitem(last=False)
+                self.nbytes -= self._sizes.pop(oldest)
         return value, False
+
+    def clear(self) -> None:
+        super().clear()
+        self._sizes.clear()
+        self.nbytes = 0
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes a cached value holds: a clip's frames, a tensor's elements."""
+    if isinstance(value, VideoClip):
+        return int(value.frames.nbytes)
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    return 0
 
 
 class Engine:
     def __init__(self, model: LlavaVideoModel, config: AppConfig | None = None):
         self.model = model
         self.config = config or AppConfig()
-        self._clips = _LRU(self.config.cache_videos)
-        self._features = _LRU(self.config.cache_videos)
+        cache_bytes = self.config.cache_mb * 2**20
+        self._clips = _LRU(self.config.cache_videos, cache_bytes)
+        self._features = _LRU(self.config.cache_videos, cache_bytes)
         if self.config.prefill_chunk < PREFILL_BUCKET or self.config.prefill_chunk % PREFILL_BUCKET:
             raise ValueError(f"prefill_chunk must be a multiple of {PREFILL_BUCKET}, not {self.config.prefill_chunk}")
         self._lock = threading.RLock()  # one forward pass on the GPU at a time
@@ -170,19 +196,28 @@ class Engine:
     # --- generation -------------------------------------------------------------------------------
     def stream(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
                settings: GenerationSettings | None = None, stop: threading.Event | None = None) -> Iterator[str]:
-        """Answer a question about a video, yielding text chunks as they are decoded."""
+        """Answer a question about a video, yielding text chunks as they are decoded. A request that
+        would not fit is refused before any decoding (check_request); running out of GPU memory
+        becomes a RequestError too, after freeing what the request took (the model stays loaded)."""
         started = time.perf_counter()
-        if not question or not question.strip():
-            raise ValueError("the question is empty")
-        clip, clip_was_cached = (video, False) if isinstance(video, VideoClip) else self._load_clip(video)
-        decoded = time.perf_counter()
-        visual, features_cached = self.visual_features(clip)
-        encoded = time.perf_counter()
-        prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
-        ids = self.model.tokenize(prompt)
-        stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
-                                video_s=decoded - started, vision_s=encoded - decoded)
-        yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
+        settings = settings or GenerationSettings.from_config(self.config)
+        self.check_request(video, question, history, max_new_tokens=settings.max_new_tokens)
+        out_of_memory = False
+        try:
+            clip, clip_was_cached = (video, False) if isinstance(video, VideoClip) else self._load_clip(video)
+            decoded = time.perf_counter()
+            visual, features_cached = self.visual_features(clip)
+            encoded = time.perf_counter()
+            prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
+            ids = self.model.tokenize(prompt)
+            stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
+                                    video_s=decoded - started, vision_s=encoded - decoded)
+            yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
+        except torch.OutOfMemoryError:
+            out_of_memory = True  # freed below, once the error (and the tensors its frames hold) is gone
+        if out_of_memory:
+            frames = len(video.frame_indices) if isinstance(video, VideoClip) else self.config.frames
+            raise self._after_out_of_memory(settings.max_new_tokens, frames)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
             settings: GenerationSettings | None = None, stop: threading.Event | None = None) -> str:
@@ -192,10 +227,15 @@ class Engine:
                     stop: threading.Event | None = None) -> Iterator[str]:
         """A text-only conversation (no video tokens), e.g. QA generation from a description."""
         started = time.perf_counter()
-        if not question or not question.strip():
-            raise ValueError("the question is empty")
-        ids = self.model.tokenize(build_prompt(question, history, with_video=False))
-        yield from self._generate(ids, None, None, settings, stop, GenerationStats(), started)
+        settings = settings or GenerationSettings.from_config(self.config)
+        ids = self.check_request(None, question, history, max_new_tokens=settings.max_new_tokens)
+        out_of_memory = False
+        try:
+            yield from self._generate(ids, None, None, settings, stop, GenerationStats(), started)
+        except torch.OutOfMemoryError:
+            out_of_memory = True
+        if out_of_memory:
+            raise self._after_out_of_memory(settings.max_new_tokens, 0)
 
     def ask_text(self, question: str, history: Sequence[Turn] = (), *, settings: GenerationSettings | None = None,
                  stop: threading.Event | None = None) -> str:
@@ -211,11 +251,21 @@ class Engine:
         decode together, so one decode step serves every prompt. Greedy answers equal those of
         `ask_text` prompt by prompt (floating-point order aside). Decode steps are eager.
         """
-        from transformers import DynamicCache
-
         settings = settings or GenerationSettings.from_config(self.config)
         if not questions:
             return
+        out_of_memory = False
+        try:
+            yield from self._answer_texts(questions, settings, stop)
+        except torch.OutOfMemoryError:
+            out_of_memory = True  # freed below, once the error (and the batch's tensors it holds) is gone
+        if out_of_memory:
+            raise self._after_out_of_memory(settings.max_new_tokens, 0)
+
+    def _answer_texts(self, questions: Sequence[str], settings: GenerationSettings,
+                      stop: threading.Event | None) -> Iterator[tuple[int, str]]:
+        from transformers import DynamicCache
+
         model = self.model
         rows = [model.tokenize(build_prompt(q, with_video=False)) for q in questions]
         for ids in rows:
@@ -279,6 +329,7 @@ class Engine:
         it is): for parity checks and for comparing quantisations on one prompt."""
         from transformers import DynamicCache
 
+        self.check_request(video, question, history, max_new_tokens=1)
         if video is None:
             ids, visual = self.model.tokenize(build_prompt(question, history, with_video=False)), None
         else:
@@ -289,6 +340,35 @@ class Engine:
         with self._lock, torch.inference_mode():
             logits, _ = self._prefill(ids, visual, DynamicCache())
         return logits.float()
+
+    def check_request(self, video: str | os.PathLike | VideoClip | None, question: str, history: Sequence[Turn] = (), *,
+                      frames: int | None = None, start: float | None = None, end: float | None = None,
+                      max_new_tokens: int | None = None) -> list[int]:
+        """Refuse a request that would not fit, before any frame is decoded: the question
+        (request.check_question); the clip, planned from the file's header when `video` is a path
+        (frames and trim as load_clip takes them), against max_frames and max_decoded_mb; and the
+        token budget, text + frames x tokens per frame + max_new_tokens, against the model's context.
+        Returns the prompt's token ids. RequestError (a ValueError) when it does not fit."""
+        # Characters are bounded where a user's text comes in (the API, the CLI, the Ask tab); the
+        # synthesis recipe's own prompts only have to fit the context.
+        question = check_question(question)
+        max_new_tokens = max_new_tokens or self.config.max_new_tokens
+        clip: VideoClip | ClipPlan | None = video if isinstance(video, VideoClip) or video is None else \
+            video_stage.plan_clip(video, num_frames=frames or self.config.frames, start=start, end=end)
+        if isinstance(clip, ClipPlan):  # still to be decoded: at the tower's size, or the video's own
+            side = self.model.vision.image_size
+            width, height = (side, side) if self.config.decode_at_model_size else (clip.width, clip.height)
+            check_clip(clip.num_frames, width, height, self.config)
+        return prompt_within_budget(self.model.tokenize, question, history, clip, layout=self.model.layout,
+                                    max_new_tokens=max_new_tokens, context_length=self.model.context_length)
+
+    def _after_out_of_memory(self, max_new_tokens: int, frames: int) -> RequestError:
+        """Free what a request that ran out of GPU memory took (cached videos, features, the stored
+        conversation, the allocator's free blocks; the model stays loaded), and say what to ask for."""
+        self.clear()
+        fewer = f"fewer frames (e.g. {max(1, frames // 2)} instead of {frames}), " if frames else ""
+        return RequestError(f"the GPU ran out of memory for this request: try {fewer}a shorter question or fewer "
+                            f"new tokens (max_new_tokens {max_new_tokens})")
 
     def _check_length(self, ids: list[int], visual: torch.Tensor | None, max_new_tokens: int) -> int:
         """The input's length in positions; refuses one that would not fit the model's context."""

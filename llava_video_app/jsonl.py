@@ -7,6 +7,10 @@ in one call (looping only if the kernel writes less), then fsync'd. A writer kil
 leaves either nothing or whole lines, except in the (theoretical) case of a short write: a torn last
 line, which every reader ignores and the next append (under the lock) truncates away. Rewrites
 (`JsonlStore.replace`, `write_json_atomic`) go through a temporary file and `os.replace`.
+
+Every file written here, appended to or replaced, gets the same mode: FILE_MODE less the umask
+(`data_file_mode`), 0644 under the usual umask, like any file a user's tools create; a temporary
+file's private 0600 is not carried over to the file it replaces.
 """
 
 from __future__ import annotations
@@ -23,6 +27,21 @@ from filelock import FileLock
 
 LOCK_TIMEOUT_S = 120.0
 LOCKS_DIR = ".locks"  # beside the files they guard, out of the way of the data
+# Data files are for other tools and, often, other users (a training job): readable by all, unless the
+# umask says otherwise. Visitors of a shared app are kept apart by folders (web/synth_tab.py), not by
+# modes: the server writes every visitor's files as one user.
+FILE_MODE = 0o644
+
+
+def data_file_mode() -> int:
+    """FILE_MODE less this process's umask (read from /proc: os.umask can only be read by setting it,
+    which would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = 0o022
+    return FILE_MODE & ~umask
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -144,6 +163,7 @@ def write_json_atomic(path: str | os.PathLike, value: Any, *, indent: int | None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, data_file_mode())  # mkstemp's 0600 would otherwise become the file's
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(value, f, ensure_ascii=False, indent=indent)
             f.write("\n")
@@ -216,7 +236,7 @@ class JsonlStore:
             if not new:
                 return []
             data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new).encode("utf-8")
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)  # less the umask
             try:
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":  # a complete last record without its newline
@@ -257,6 +277,7 @@ class JsonlStore:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             try:
                 try:
+                    os.fchmod(fd, data_file_mode())  # as an append would have made it, not mkstemp's 0600
                     _write_all(fd, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out).encode("utf-8"))
                     os.fsync(fd)
                 finally:

@@ -8,7 +8,10 @@
                                                 "failed"; the done marker that makes runs resumable
       errors.log                                one line per failed video (time, path, error)
       .locks/                                   a lock per split file and per video being processed
-      <folder name>.zip                         `export_zip`: the splits as JSON arrays + the manifests
+      sessions/<id>/                            a shared app's saved data, one folder per browser
+                                                session, laid out like this one (web/synth_tab.py)
+    out.zip                                     `export_zip`: the splits as JSON arrays + the manifests,
+                                                beside the folder, never inside it
 
 Split files are named like LLaVA-Video-178K's (`0_30_s_academic_v0_1_cap_processed.json`,
 `0_30_s_academic_oe_v0_1_qa_processed.json`, ...), by task, length bucket and data source; the
@@ -28,11 +31,12 @@ from typing import Any, Iterable, Iterator, Mapping
 from filelock import FileLock
 
 from .dataset import LENGTH_BUCKETS, TASKS, length_bucket, safe_name
-from .jsonl import JsonlStore, lock_path, read_jsonl, read_records, write_json_atomic
+from .jsonl import FILE_MODE, JsonlStore, data_file_mode, lock_path, read_jsonl, read_records, write_json_atomic
 
 _TASK_SUFFIX = {"cap": "cap_processed", "oe": "oe_qa_processed", "mc": "mc_qa_processed"}
 VIDEOS_DIR = "videos"
 ERRORS_LOG = "errors.log"
+SESSIONS_DIR = "sessions"
 
 
 # --- split files ------------------------------------------------------------------------------------
@@ -102,10 +106,14 @@ def export_json(folder: str | os.PathLike) -> list[Path]:
 def export_zip(folder: str | os.PathLike, zip_path: str | os.PathLike | None = None, *,
                include_manifests: bool = True) -> Path:
     """A zip of the folder's split files as JSON arrays (exported first), plus the per-video
-    manifests (the level-1/2/3 descriptions). Default name: `<folder>/<folder name>.zip`."""
+    manifests (the level-1/2/3 descriptions). Default: `<folder>.zip` beside the folder. Never
+    inside it (ValueError): the data folder holds data, and a zip in it would be zipped or served
+    along with the data next time."""
     folder = Path(folder)
+    zip_path = Path(zip_path) if zip_path else folder.resolve().with_suffix(".zip")
+    if zip_path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"write the zip outside the folder it zips, not to {zip_path}")
     arrays = export_json(folder)
-    zip_path = Path(zip_path) if zip_path else folder / f"{folder.resolve().name}.zip"
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = zip_path.with_name(f".{zip_path.name}.tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -114,6 +122,7 @@ def export_zip(folder: str | os.PathLike, zip_path: str | os.PathLike | None = N
         if include_manifests:
             for path in sorted((folder / VIDEOS_DIR).glob("*.json")):
                 zf.write(path, path.relative_to(folder).as_posix())
+    os.chmod(tmp, data_file_mode())
     os.replace(tmp, zip_path)
     return zip_path
 
@@ -159,7 +168,7 @@ def log_failure(out_dir: str | os.PathLike, video: str | os.PathLike, error: str
     an id, a "failed" manifest (the next run retries it)."""
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     line = f"{stamp}\t{video}\t{error}\n".encode("utf-8")
-    fd = os.open(Path(out_dir) / ERRORS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(Path(out_dir) / ERRORS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)  # less the umask
     try:
         os.write(fd, line)
     finally:

@@ -8,7 +8,8 @@ of the synthesis recipe gets its own, `web.zerogpu.synth_call_duration`); where 
 (locally, in tests, on CPU) the same code runs without it.
 
 Settings come from the Space's variables (LLAVA_VIDEO_MODEL, LLAVA_VIDEO_QUANT, LLAVA_VIDEO_FRAMES,
-...). Defaults: LLaVA-Video-7B-Qwen2 in 4-bit on a GPU Space; in bf16 on ZeroGPU (70 GB slice).
+...). Defaults: LLaVA-Video-7B-Qwen2 in 4-bit on a GPU Space; in bf16 on ZeroGPU (70 GB slice). A
+Space is a shared app: each browser session's saved data is its own (AppConfig.per_session).
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-try:
-    import spaces  # first: on ZeroGPU it patches torch before anything touches CUDA
-except ImportError:
-    spaces = None
-
 HERE = Path(__file__).resolve().parent
 for _root in (HERE, HERE.parent):  # the Space repository's root, or this repository's (spaces/ is in it)
     if (_root / "llava_video_app").is_dir():
         sys.path.insert(0, str(_root))
         break
 
-from llava_video_app.config import DEFAULT_MODEL, AppConfig  # noqa: E402
+# Torch-free, so it may come before spaces; it must come before gradio and huggingface_hub (which
+# spaces imports): no analytics or telemetry unless LLAVA_VIDEO_ANALYTICS=1.
+from llava_video_app.config import DEFAULT_MODEL, AppConfig, keep_start_up_offline  # noqa: E402
+
+keep_start_up_offline()
+
+try:
+    import spaces  # noqa: E402  before anything touches CUDA: on ZeroGPU it patches torch
+except ImportError:
+    spaces = None
 from llava_video_app.web.app import build_ui, launch  # noqa: E402
 from llava_video_app.web.ask_tab import VideoChat  # noqa: E402
 from llava_video_app.web.serving import EngineHolder  # noqa: E402

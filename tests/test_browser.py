@@ -75,9 +75,14 @@ def _answer_length(page) -> int:
 
 def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
     url, chat = app_url
+    requested = []  # every request the page makes: none may go to another host (fonts, analytics, CDNs)
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(url)
     page.wait_for_selector("#ask")
     assert "tiny" in page.inner_text("#status") or "fp32" in page.inner_text("#status")
+
+    # no video yet: the End box is empty (its hint: empty = to the end), not 0
+    assert page.input_value("#end input") == "" and page.get_attribute("#end input", "placeholder") == "to the end"
 
     # upload a video: its length fills the trim range
     page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
@@ -119,6 +124,9 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
 
     # the question asked is in the chat, as the user's message
     assert example in page.locator("#chat .user").first.inner_text()
+
+    elsewhere = [u for u in requested if not u.startswith(("http://127.0.0.1:", "data:", "blob:"))]
+    assert requested and elsewhere == [], "the page loads nothing from other hosts"
 
     shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot))

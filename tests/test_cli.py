@@ -95,3 +95,10 @@ def test_a_bad_quant_is_one_line():
     result = invoke("ask", "v.mp4", "What?", "--quant", "int3")
     assert result.returncode == 1
     assert result.stderr == "error: --quant must be one of 4bit, int4, bf16, fp16, fp32, got 'int3'\n"
+
+
+def test_dataset_export_writes_its_zip_outside_the_folder(dataset_folder, tmp_path):
+    result = invoke("dataset", "export", dataset_folder, "--zip", dataset_folder / "data.zip")
+    assert result.returncode == 1 and result.stderr.startswith("error: write the zip outside the folder it zips")
+    result = invoke("dataset", "export", dataset_folder, "--zip", tmp_path / "data.zip")
+    assert result.returncode == 0 and (tmp_path / "data.zip").is_file()

@@ -83,3 +83,24 @@ def test_the_default_gpu_quantisation_is_int4_where_its_kernels_run(monkeypatch)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real_find_spec(name, *a))
     assert default_gpu_quant("cuda") == "4bit"  # without torchao
     assert AppConfig(device="cuda", quant="4bit").resolved().quant == "4bit"  # NF4 stays selectable
+
+
+def test_saved_data_is_per_session_when_the_app_is_shared():
+    assert not AppConfig().per_session({})  # a local app: one output folder, as today
+    assert AppConfig(share=True).per_session({})
+    assert AppConfig(host="0.0.0.0").per_session({}) and AppConfig(host="my-box.lan").per_session({})
+    assert not AppConfig(host="localhost").per_session({}) and not AppConfig(host="::1").per_session({})
+    assert AppConfig().per_session({"SPACE_ID": "someone/llava-video"})  # a Hugging Face Space
+    assert not AppConfig(share=True, per_session_data=False).per_session({})  # the setting wins
+    assert AppConfig.from_env({"LLAVA_VIDEO_PER_SESSION_DATA": "1"}).per_session({})
+
+
+def test_start_up_turns_analytics_and_telemetry_off_unless_asked():
+    from llava_video_app.config import keep_start_up_offline
+
+    environ = {"GRADIO_ANALYTICS_ENABLED": "True"}
+    keep_start_up_offline(environ)
+    assert environ == {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    environ = {"LLAVA_VIDEO_ANALYTICS": "1"}
+    keep_start_up_offline(environ)
+    assert environ == {"LLAVA_VIDEO_ANALYTICS": "1"}  # on: gradio's and huggingface_hub's own defaults

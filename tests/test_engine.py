@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+import torch
 
 from llava_video_app import video as video_stage
 from llava_video_app.config import GenerationSettings
@@ -241,3 +242,103 @@ def test_the_prefill_chunk_size_changes_memory_use_not_results(tiny_engine, samp
     torch.testing.assert_close(logits, tiny_engine.prompt_logits(sample_video, "What moves?"), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="multiple of 64"):
         Engine(tiny_engine.model, dataclasses.replace(tiny_engine.config, prefill_chunk=100))
+
+
+# --- bounded work per request -------------------------------------------------------------------
+
+@pytest.fixture
+def decoder_calls(monkeypatch):
+    """Every call of either video reader's decoding (PyAV's and decord's read), recorded."""
+    from llava_video_app.video.decord_reader import DecordSource
+    from llava_video_app.video.pyav_reader import PyAVSource
+
+    calls = []
+    for source in (PyAVSource, DecordSource):
+        real = source.read
+        monkeypatch.setattr(source, "read", lambda self, indices, size, real=real: calls.append(len(indices))
+                            or real(self, indices, size))
+    return calls
+
+
+def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_model, sample_video, decoder_calls):
+    import time
+
+    from llava_video_app.config import AppConfig
+    from llava_video_app.request import RequestError
+
+    # An owner who raised max_frames: the token budget still refuses, from the header and the layout
+    # (12 tokens per frame here) alone, in the planning call and at the start of stream() alike.
+    engine = Engine(tiny_model, AppConfig(frames=100_000, max_new_tokens=16, max_frames=100_000))
+    too_many = (r"^too many frames: 100000 frames make 1,200,000 visual tokens and 59\d,\d{3} of timestamps; with "
+                r"the rest of the prompt \(\d+ tokens\) and up to 16 new tokens this request needs .*: use at most "
+                r"about 1,8\d\d frames$")
+    started = time.perf_counter()
+    with pytest.raises(RequestError, match=too_many):
+        engine.check_request(sample_video, "What happens?", frames=100_000)
+    with pytest.raises(RequestError, match=too_many):
+        next(engine.stream(sample_video, "What happens?"))
+    elapsed = time.perf_counter() - started
+    assert decoder_calls == [] and len(engine._clips) == 0 and len(engine._features) == 0
+    assert elapsed < 1.0, f"refused in {elapsed:.2f} s"
+    engine.ask(engine.load_clip(sample_video, frames=8), "What happens?", settings=GenerationSettings(max_new_tokens=2))
+    assert decoder_calls, "a request that fits is decoded and answered"
+
+
+def test_caches_are_bounded_in_bytes_too(tiny_model, sample_video):
+    from llava_video_app.config import AppConfig
+    from llava_video_app.engine import _LRU
+
+    lru = _LRU(10, max_bytes=100)
+    for key, size in enumerate((40, 40, 40, 150)):
+        lru.get_or_make(key, lambda size=size: torch.zeros(size, dtype=torch.uint8))
+    assert list(lru) == [1, 2] and lru.nbytes == 80, "the oldest went for the third; the 150-byte one is not kept"
+    lru.clear()
+    assert lru.nbytes == 0
+
+    engine = Engine(tiny_model, AppConfig(frames=8, max_new_tokens=16, cache_videos=100, cache_mb=1))
+    for frames in range(20, 40):  # 20 clips of 70x70 frames: 290-570 KB each
+        clip = engine.load_clip(sample_video, frames=frames)
+        engine.ask(clip, "What?", settings=GenerationSettings(max_new_tokens=1))
+        engine.load_clip(sample_video, frames=frames)
+    assert 0 < engine._clips.nbytes <= 2**20 and 0 < engine._features.nbytes <= 2**20
+    assert len(engine._clips) < 20
+
+
+def test_out_of_gpu_memory_is_a_message_frees_what_it_took_and_keeps_the_model(tiny_engine, sample_video, monkeypatch):
+    from llava_video_app.request import RequestError
+
+    settings = GenerationSettings(max_new_tokens=4)
+    tiny_engine.ask(sample_video, "What moves?", settings=settings)
+    assert len(tiny_engine._clips) and len(tiny_engine._features) and tiny_engine._kv.state is not None
+    model_lm = tiny_engine.model.lm
+
+    class OutOfMemoryLM:  # the language model's forward pass fails as CUDA's allocator would
+        def __call__(self, *args, **kwargs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        def __getattr__(self, name):
+            return getattr(model_lm, name)
+
+    monkeypatch.setattr(tiny_engine.model, "lm", OutOfMemoryLM())
+    with pytest.raises(RequestError, match=r"^the GPU ran out of memory for this request: try fewer frames "
+                                           r"\(e.g. 4 instead of 8\), a shorter question or fewer new tokens"):
+        tiny_engine.ask(sample_video, "What else?", settings=settings)
+    assert len(tiny_engine._clips) == len(tiny_engine._features) == 0 and tiny_engine._clips.nbytes == 0
+    assert tiny_engine._kv.state is None, "the half-filled conversation cache is not kept"
+    with pytest.raises(RequestError, match="ran out of memory"):
+        tiny_engine.ask_text("A text-only call?", settings=settings)
+    with pytest.raises(RequestError, match="ran out of memory"):  # the synthesis recipe's batched QA calls
+        list(tiny_engine.answer_texts(["One?", "Two?"], settings=settings))
+    monkeypatch.setattr(tiny_engine.model, "lm", model_lm)
+    assert tiny_engine.ask(sample_video, "And now?", settings=settings), "the same model answers the next request"
+    assert tiny_engine.last_stats.reused_tokens == 0 and not tiny_engine.last_stats.video_cached
+
+
+def test_the_engine_bounds_tokens_not_characters_so_the_recipes_long_prompts_run(tiny_model):
+    """max_question_chars is for what users type (the API, the CLI, the Ask tab check it); a level-3
+    or QA prompt of the synthesis recipe only has to fit the context."""
+    from llava_video_app.config import AppConfig
+
+    engine = Engine(tiny_model, AppConfig(frames=8, max_new_tokens=16, max_question_chars=20))
+    assert engine.ask_text("Describe these windows: " + "the square moves right. " * 50,
+                           settings=GenerationSettings(max_new_tokens=2))

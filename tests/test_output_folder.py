@@ -53,3 +53,38 @@ def test_manifests_mark_done_and_failures_are_logged(tmp_path):
         except Exception:
             acquired = False
         assert not acquired, "a second process skips a video that is being worked on"
+
+
+def test_every_data_file_gets_one_mode_however_it_was_written(dataset_folder, record, tmp_path):
+    """Appended, rewritten after an edit (a temporary file renamed over it), exported or logged: 0644
+    less the umask, never mkstemp's 0600 for some files and 0644 for others."""
+    import os
+    import stat
+
+    from llava_video_app.jsonl import JsonlStore, data_file_mode, write_json_atomic
+
+    appended = folder.split_files(dataset_folder)[0]
+    replaced = dataset_folder / "0_30_s_test_oe_qa_processed.jsonl"
+    JsonlStore(replaced).replace([record("o1", duration=12)], remove_ids=["x"])
+    manifest = folder.write_manifest(dataset_folder, "clip-1", {"status": "done"})
+    folder.log_failure(dataset_folder, tmp_path / "clip.mp4", "broken", None, None)
+    exported = folder.export_json(dataset_folder)[0]
+    zipped = folder.export_zip(dataset_folder, tmp_path / "run.zip")
+    atomic = write_json_atomic(tmp_path / "plain.json", [])
+    modes = {path.name: stat.S_IMODE(os.stat(path).st_mode)
+             for path in (appended, replaced, manifest, dataset_folder / "errors.log", exported, zipped, atomic)}
+    plain = tmp_path / "made-by-open"
+    os.close(os.open(plain, os.O_CREAT | os.O_WRONLY, 0o644))  # 0644 less the umask, as the kernel applies it
+    assert set(modes.values()) == {data_file_mode()} == {stat.S_IMODE(os.stat(plain).st_mode)}, modes
+
+
+def test_the_export_zip_goes_beside_the_folder_never_inside_it(dataset_folder):
+    import pytest
+
+    default = folder.export_zip(dataset_folder)
+    assert default == dataset_folder.resolve().with_suffix(".zip") and default.is_file()
+    with pytest.raises(ValueError, match="outside the folder it zips"):
+        folder.export_zip(dataset_folder, dataset_folder / "data.zip")
+    with pytest.raises(ValueError, match="outside the folder it zips"):
+        folder.export_zip(dataset_folder, dataset_folder / "sub" / ".." / "data.zip")
+    assert not list(dataset_folder.rglob("*.zip"))

@@ -183,3 +183,13 @@ def test_cli_joins_a_cluster_with_a_manifest_of_urls(ray_cluster, videos, config
     assert records(out) == records(reference)  # fetched copies, same records
     for vid, m in manifests(out).items():
         assert m["video_path"] == f"file://{videos / m['video']}"  # the URL, not the temporary copy
+
+
+def test_a_model_that_cannot_load_stops_the_run_with_its_own_error(ray_cluster, videos, tmp_path):
+    """The worker's loader error reaches the driver as itself (a CheckpointError the CLI prints in one
+    line), carried as text: nothing the workers send is unpickled by the package."""
+    from llava_video_app.checkpoint import CheckpointError
+
+    missing = AppConfig(model=str(tmp_path / "no-model-here"), quant="fp32", device="cpu")
+    with pytest.raises(CheckpointError, match="no-model-here"):
+        run_ray(videos, tmp_path / "out", _options(), config=missing, address=ray_cluster["address"], progress=False)

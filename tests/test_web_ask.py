@@ -159,8 +159,13 @@ def test_bad_input_is_a_message_and_the_app_keeps_working(chat, sample_video, tm
         _ask(chat, str(sample_video), "  ")
     with pytest.raises(gr.Error, match="past the end"):
         _ask(chat, str(sample_video), "What?", start=1, end=60)
-    with pytest.raises(gr.Error, match="exceeds the model"):  # too long for the model's context
+    with pytest.raises(gr.Error, match="max_new_tokens must be a whole number from 1 to 4096"):
         _ask(chat, str(sample_video), "What?", tokens=40_000)
+    with pytest.raises(gr.Error, match=r"the question is too long: 40,001 tokens .* shorten the question by at "
+                                       r"least 7,\d{3} tokens"):  # too long for the model's 32,768-token context
+        _ask(chat, str(sample_video), "why " * 20_000)
+    with pytest.raises(gr.Error, match=r"the question is too long: 119,999 characters"):  # before tokenizing
+        _ask(chat, str(sample_video), "why " * 30_000)
     with pytest.raises(gr.Error, match="contains no frame"):  # too short a range (frames every 0.1 s)
         _ask(chat, str(sample_video), "What?", start=1.01, end=1.05)
     empty = tmp_path / "empty.mp4"
@@ -207,3 +212,50 @@ def test_stop_in_one_tab_leaves_another_tabs_answer_alone(chat, sample_video):
     rest = list(stream)
     assert not chat.holder.engine.last_stats.stopped
     assert "stopped" not in rest[-1][3]
+    stream = chat.ask(str(sample_video), "Describe it.", 0, None, 8, 500, 0.0, 1.0, None, tab_a)
+    next(stream)
+    next(stream)
+    stopper = threading.Thread(target=chat.stop, args=(tab_a,))  # its own tab's Stop does stop it
+    stopper.start()
+    rest = list(stream)
+    stopper.join(timeout=10)
+    assert chat.holder.engine.last_stats.stopped and "stopped" in rest[-1][3]
+
+
+def test_frames_100000_is_refused_by_the_tab_and_the_api_before_anything_is_decoded(chat, sample_video, monkeypatch,
+                                                                                    capsys):
+    decoded = []
+    real_load = video_stage.load_video
+    monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: decoded.append(a) or real_load(*a, **k))
+    message = "frames must be a whole number from 1 to 128 (the app's max_frames), not 100000"
+    with pytest.raises(gr.Error) as refused:
+        _ask(chat, str(sample_video), "What?", frames=100_000)
+    assert refused.value.message == message and not refused.value.print_exception
+    with pytest.raises(gr.Error) as refused:
+        list(chat.api_ask(str(sample_video), "What?", 100_000))
+    assert refused.value.message == message
+    assert decoded == [] and len(chat.holder.engine._clips) == 0
+    assert capsys.readouterr().err.count(f"refused: {message}\n") == 2, "one console line per refusal"
+
+
+def test_out_of_gpu_memory_becomes_a_message_and_the_next_question_is_answered(chat, sample_video, monkeypatch):
+    import torch
+
+    engine = chat.holder.engine
+    model_lm = engine.model.lm
+
+    class OutOfMemoryLM:
+        def __call__(self, *args, **kwargs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        def __getattr__(self, name):
+            return getattr(model_lm, name)
+
+    monkeypatch.setattr(engine.model, "lm", OutOfMemoryLM())
+    with pytest.raises(gr.Error, match=r"ran out of memory .*try fewer frames \(e.g. 4 instead of 8\)"):
+        _ask(chat, str(sample_video), "What?")
+    with pytest.raises(gr.Error, match="ran out of memory"):
+        list(chat.api_ask(str(sample_video), "What?", 8, None, None, 4, 0.0, 1.0))
+    monkeypatch.setattr(engine.model, "lm", model_lm)
+    outputs, state = _ask(chat, str(sample_video), "What?")
+    assert state.turns[-1].answer, "the model is still loaded and answers"

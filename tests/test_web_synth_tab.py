@@ -98,9 +98,55 @@ def test_edits_and_unticks_are_saved_and_downloadable(panel, video):
         "Temporal", "Camera Direction", "Count"}
     zip_path = panel.download()
     assert zip_path.endswith(".zip")
+    assert not Path(zip_path).resolve().is_relative_to(panel.out_dir.resolve()), "the zip is not written into the data"
     import zipfile
 
     assert any(n.startswith("videos/") for n in zipfile.ZipFile(zip_path).namelist())
+    assert not list(panel.out_dir.rglob("*.zip"))
+
+
+class _Visitor:
+    """What Gradio passes a handler as gr.Request: the browser session's hash (chosen by the client)."""
+
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
+
+
+def _zip_text(path: str) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        return "".join(zf.read(name).decode() for name in zf.namelist())
+
+
+def test_on_a_shared_app_each_browser_session_saves_and_downloads_only_its_own(tiny_engine, tmp_path, scripted_qa,
+                                                                               video):
+    scripted_qa(tiny_engine, _pair)
+    panel = SynthPanel(ModelRunner(tiny_engine), out_dir=tmp_path / "out", per_session=True)
+    alice, bob, mallory = _Visitor("alice-tab"), _Visitor("bob-tab"), _Visitor("../../..")
+    outputs = _generate(panel, video, types=["Count"])
+    table, result = [list(r) for r in outputs[-1][4]], outputs[-1][5]
+    with pytest.warns(UserWarning, match="Nothing saved yet"):
+        assert panel.download(alice) is None
+
+    table[0][3] = "Alice's own answer."
+    message = panel.save(result, table, alice)
+    assert message.startswith("Saved to this browser session's folder:") and str(tmp_path) not in message
+    with pytest.warns(UserWarning, match="Nothing saved yet"):
+        assert panel.download(bob) is None, "a fresh visitor gets nothing of Alice's"
+    table[0][3] = "Bob's own answer."
+    panel.save(result, table, bob)
+    alice_zip, bob_zip = panel.download(alice), panel.download(bob)
+    assert "Alice's own answer." in _zip_text(alice_zip) and "Bob's own answer." not in _zip_text(alice_zip)
+    assert "Bob's own answer." in _zip_text(bob_zip) and "Alice's own answer." not in _zip_text(bob_zip)
+    assert alice_zip != bob_zip
+
+    sessions = tmp_path / "out" / "sessions"
+    assert sorted(len(p.name) for p in sessions.iterdir()) == [32, 32], "hashes, not the names the clients chose"
+    assert not list((tmp_path / "out").glob("*.jsonl")), "nothing in the shared folder itself"
+    assert panel.folder_for(mallory).resolve().parent == sessions.resolve(), "no way out of sessions/"
+    for path in (alice_zip, bob_zip):
+        assert not Path(path).resolve().is_relative_to((tmp_path / "out").resolve())
 
 
 def test_stop_ends_the_generation(panel, video):

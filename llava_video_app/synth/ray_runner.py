@@ -23,10 +23,10 @@ it is (tests, benchmarks).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,17 +144,26 @@ class VideoWorker:
                 outcome = process_video(source, self.out_dir, self.options, self.engine_for, fsync=self.fsync)
             except EngineUnavailable as err:
                 # Returned, not raised: Ray would hand the driver a traceback without the cause's type.
-                return {"outcome": "", "planned_calls": 0, "engine_error": _pickled(err.error)}
-        return {**outcome.to_row(), "planned_calls": row["planned_calls"], "engine_error": b""}
+                return {"outcome": "", "planned_calls": 0, "engine_error": _error_row(err.error)}
+        return {**outcome.to_row(), "planned_calls": row["planned_calls"], "engine_error": ""}
 
 
-def _pickled(err: Exception) -> bytes:
-    """The exception itself (the driver raises it, e.g. a CheckpointError the CLI shows in one line),
-    or a RuntimeError with its message if it does not pickle."""
-    try:
-        return pickle.dumps(err)
-    except Exception:
-        return pickle.dumps(RuntimeError(one_line(err)))
+# The errors a model loader raises that the driver raises again as themselves (the CLI shows them in
+# one line); anything else becomes a RuntimeError naming its type. Sent as text, never pickled.
+def _user_errors() -> dict[str, type[Exception]]:
+    from ..checkpoint import CheckpointError
+
+    return {cls.__name__: cls for cls in (CheckpointError, ValueError, FileNotFoundError, ImportError, OSError)}
+
+
+def _error_row(err: Exception) -> str:
+    return json.dumps({"type": type(err).__name__, "message": one_line(err)})
+
+
+def _raised_error(row: str) -> Exception:
+    error = json.loads(row)
+    cls = _user_errors().get(error["type"])
+    return cls(error["message"]) if cls is not None else RuntimeError(f"{error['type']}: {error['message']}")
 
 
 def probe_video(row: dict[str, Any], *, out_dir: str, options: SynthOptions) -> dict[str, Any]:
@@ -215,7 +224,7 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
         try:
             for row in outcomes.iter_rows():
                 if row["engine_error"]:  # no model, no run: the loader's own error, as run_batch raises it
-                    raise pickle.loads(row["engine_error"])
+                    raise _raised_error(row["engine_error"])
                 outcome = VideoOutcome.from_row(row)
                 summary.add(outcome)
                 planned += int(row["planned_calls"])

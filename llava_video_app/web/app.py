@@ -28,7 +28,8 @@ def build_ui(chat: VideoChat | EngineHolder | Engine, extra_tabs: Sequence[Extra
     each given the model runner and the Ask tab's video."""
     chat = chat if isinstance(chat, VideoChat) else VideoChat(chat)
     private = dict(api_visibility="private")
-    with gr.Blocks(title="LLaVA-Video") as demo:
+    # analytics: off unless the config says so (keep_start_up_offline has set the environment alike)
+    with gr.Blocks(title="LLaVA-Video", analytics_enabled=chat.config.analytics) as demo:
         gr.Markdown("## LLaVA-Video: ask about a video\nDrop in a video, pick a task or type a question, "
                     "and watch the answer stream in. Follow-up questions continue the conversation on the "
                     "same clip.")

@@ -15,9 +15,10 @@ from typing import Iterator
 import gradio as gr
 
 from .. import video as video_stage
-from ..config import GenerationSettings
+from ..config import TEMPERATURE_MAX
 from ..engine import Engine, GenerationStats
 from ..prompts import CAPTION_QUESTION, Turn
+from ..request import check_question, check_request
 from ..video import VideoError
 from .conversation import (
     TASK_CAPTION,
@@ -34,12 +35,13 @@ from .serving import (
     EngineHolder,
     ModelRunner,
     Sessions,
+    refuse,
     status_line,
     user_errors,
 )
 from .zerogpu import Gpu, StopFlag
 
-FRAMES_MIN, FRAMES_MAX = 8, 128
+FRAMES_MIN = 8  # the slider's low end; its high end is the app's max_frames
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 # (file in assets/, task): short synthetic videos made by assets/make_examples.py
 EXAMPLES: tuple[tuple[str, str], ...] = (
@@ -47,12 +49,6 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("pan.mp4", "Camera Direction"),
     ("square.mp4", TASK_CAPTION),
 )
-
-
-def _settings(max_new_tokens: float, temperature: float, top_p: float) -> GenerationSettings:
-    with user_errors():
-        return GenerationSettings(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                                  top_p=float(top_p))
 
 
 class VideoChat:
@@ -105,21 +101,24 @@ class VideoChat:
         question box); the answer grows one chunk per yield."""
         state = state or ChatState()
         if not video:
-            raise gr.Error("Upload a video first (or click an example).")
+            raise refuse("Upload a video first (or click an example).")
         question = (question or "").strip()
         if not question:
-            raise gr.Error("Type a question, or pick a task.")
-        frames = int(frames)
-        if frames < 1:
-            raise gr.Error("The number of frames must be at least 1.")
+            raise refuse("Type a question, or pick a task.")
         start, end = state.trim(start, end)
-        settings = _settings(max_new_tokens, temperature, top_p)
-        engine = self.holder.get()
-        with user_errors(video):
-            clip = engine.load_clip(video, frames=frames, start=start, end=end)
+        with user_errors(video):  # the checks of the API and the CLI, with their words
+            question = check_question(question, self.config.max_question_chars)
+            checked = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+                                    temperature=temperature, top_p=top_p)
+        frames, settings = checked.frames, checked.generation
         conversation = state.for_clip(video, frames, start, end)
         new = conversation is not state
         history = tuple(conversation.turns)
+        engine = self.holder.get()
+        with user_errors(video):
+            engine.check_request(video, question, history, frames=frames, start=start, end=end,
+                                 max_new_tokens=settings.max_new_tokens)  # before any decoding
+            clip = engine.load_clip(video, frames=frames, start=start, end=end)
         session = self.sessions.get(request)
         session.stop.clear()
         session.idle.clear()
@@ -181,19 +180,14 @@ class VideoChat:
             top_p: nucleus sampling threshold.
         """
         if not video:
-            raise gr.Error("No video given.")
-        question = (question or "").strip()
-        if not question:
-            raise gr.Error("The question is empty.")
-        config = self.config
-        settings = _settings(config.max_new_tokens if max_new_tokens is None else max_new_tokens,
-                             config.temperature if temperature is None else temperature,
-                             config.top_p if top_p is None else top_p)
-        frames = int(frames or config.frames)
-        start = None if start is None or start <= 0 else float(start)
-        end = None if end is None or end <= 0 else float(end)
+            raise refuse("No video given.")
+        with user_errors(video):  # the CLI's checks and words (request.py); None = the app's setting
+            question = check_question(question, self.config.max_question_chars)
+            checked = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+                                    temperature=temperature, top_p=top_p)
         text = ""
-        for item in self.model.answer(video, question, (), frames, start, end, settings, StopFlag()):
+        for item in self.model.answer(video, question, (), checked.frames, checked.start, checked.end,
+                                      checked.generation, StopFlag()):
             if isinstance(item, str) and item:
                 text += item
                 yield text
@@ -235,7 +229,7 @@ class VideoChat:
         with user_errors():
             question = question_for_task(task) if task != TASK_OWN else ""
         if not question:
-            raise gr.Error(f"task must be one of: {', '.join(TASKS[:-1])}")
+            raise refuse(f"task must be one of: {', '.join(TASKS[:-1])}")
         yield from self.api_ask(video, question, frames, start, end, max_new_tokens, temperature, top_p)
 
 
@@ -254,16 +248,17 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
             info = gr.Markdown(elem_id="video-info")
             with gr.Row():
                 start = gr.Number(0, label="Start (s)", minimum=0, elem_id="start")
-                end = gr.Number(None, label="End (s)", minimum=0, elem_id="end", info="empty = to the end")
+                end = gr.Number(None, label="End (s)", minimum=0, elem_id="end", info="empty = to the end",
+                                placeholder="to the end")
             task = gr.Dropdown(list(TASKS), value=TASK_CAPTION, label="Task", elem_id="task")
             with gr.Accordion("Settings", open=False):
-                frames = gr.Slider(min(FRAMES_MIN, config.frames), max(FRAMES_MAX, config.frames),
+                frames = gr.Slider(min(FRAMES_MIN, config.frames), config.max_frames,
                                    value=config.frames, step=1, label="Frames",
                                    info="sampled uniformly; 64 is the authors' setting")
-                max_new_tokens = gr.Slider(1, max(4096, config.max_new_tokens), value=config.max_new_tokens,
+                max_new_tokens = gr.Slider(1, config.max_new_tokens_limit, value=config.max_new_tokens,
                                            step=1, label="Max new tokens")
-                temperature = gr.Slider(0, 2, value=config.temperature, step=0.05, label="Temperature",
-                                        info="0 = greedy")
+                temperature = gr.Slider(0, TEMPERATURE_MAX, value=config.temperature, step=0.05,
+                                        label="Temperature", info="0 = greedy")
                 top_p = gr.Slider(0.05, 1, value=config.top_p, step=0.05, label="Top p")
         with gr.Column(scale=3, min_width=420):
             chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat",
@@ -281,6 +276,9 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     if examples:
         gr.Examples(examples, inputs=[video, task, question], label="Examples")
 
+    # Gradio 6 draws a Number whose first value is None as 0, whatever its placeholder; None set on
+    # load (in the browser, no request) shows it empty, as its hint says.
+    gr.on(None, None, None, end, js="() => null")
     task.change(chat.on_task, task, question, queue=False, **private)
     video.change(chat.on_video, video, [start, end, info, state, chatbot, gallery], **private)
     asking = gr.on([ask_btn.click, question.submit], chat.ask,
@@ -301,10 +299,11 @@ def ask_api(chat: VideoChat) -> None:
         api_video = gr.File(label="video", type="filepath")
         api_question = gr.Textbox(label="question")
         api_task = gr.Textbox(label="task")
-        api_frames = gr.Number(config.frames, label="frames", precision=0)
+        # No precision=0: Gradio would round 2.7 to 3 before check_request could refuse it, as the CLI does.
+        api_frames = gr.Number(config.frames, label="frames")
         api_start = gr.Number(None, label="start")
         api_end = gr.Number(None, label="end")
-        api_tokens = gr.Number(config.max_new_tokens, label="max_new_tokens", precision=0)
+        api_tokens = gr.Number(config.max_new_tokens, label="max_new_tokens")
         api_temperature = gr.Number(config.temperature, label="temperature")
         api_top_p = gr.Number(config.top_p, label="top_p")
         api_answer = gr.Textbox(label="answer")

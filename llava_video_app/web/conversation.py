@@ -50,12 +50,13 @@ class ChatState:
         return ChatState(video, self.duration if self.video == video else None, frames, start, end)
 
     def trim(self, start: float | None, end: float | None) -> tuple[float | None, float | None]:
-        """The trim range the engine gets: None for "from the beginning" / "to the end", so an
-        untrimmed video is sampled exactly as the authors do."""
-        start = None if start is None or start <= 0 else float(start)
-        if end is not None and (end <= 0 or (self.duration is not None and end >= floor2(self.duration))):
+        """The trim range the engine gets: None for "from the beginning" (empty or 0) / "to the end"
+        (empty, 0, or the video's length as the End box shows it), so an untrimmed video is sampled
+        exactly as the authors do. Anything else, negative values included, goes to check_request."""
+        start = None if start is None or start == 0 else start
+        if end is not None and (end == 0 or (self.duration is not None and end >= floor2(self.duration))):
             end = None
-        return start, (None if end is None else float(end))
+        return start, end
 
 
 def chat_messages(turns: Sequence[Turn]) -> list[dict[str, str]]:

@@ -1,7 +1,8 @@
 """Serving the model to the tabs: the engine loaded in the background (`EngineHolder`) and the status
 line about it, each browser tab's Stop and idle state (`Sessions`), the user's mistakes as messages
-(`user_errors`), and `ModelRunner`: the functions that run the model, wrapped once for the GPU, with
-an answer produced in a thread of its own and streamed back to Gradio."""
+(`user_errors`, `refuse`: one line on the console each, no traceback), and `ModelRunner`: the
+functions that run the model, wrapped once for the GPU, with an answer produced in a thread of its
+own and streamed back to Gradio."""
 
 from __future__ import annotations
 
@@ -70,9 +71,9 @@ class EngineHolder:
 
     def get(self, timeout: float | None = None) -> Engine:
         if not self._done.wait(timeout):
-            raise gr.Error("The model is still loading; try again in a moment.")
+            raise refuse("The model is still loading; try again in a moment.")
         if self.engine is None:
-            raise gr.Error(f"The model could not be loaded: {self.error}")
+            raise refuse(f"The model could not be loaded: {self.error}")
         return self.engine
 
 
@@ -136,16 +137,16 @@ class Sessions:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _key(request: gr.Request | None) -> str:
+    def key(request: gr.Request | None) -> str:
         return getattr(request, "session_hash", None) or "local"
 
     def get(self, request: gr.Request | None) -> Session:
         with self._lock:
-            return self._sessions.setdefault(self._key(request), Session())
+            return self._sessions.setdefault(self.key(request), Session())
 
     def pop(self, request: gr.Request | None) -> Session | None:
         with self._lock:
-            return self._sessions.pop(self._key(request), None)
+            return self._sessions.pop(self.key(request), None)
 
     def stop(self, request: gr.Request | None, timeout: float = 10) -> Session:
         """Stop this tab's generation and wait (up to `timeout` s) until it has really ended."""
@@ -155,10 +156,17 @@ class Sessions:
         return session
 
 
+def refuse(message: str) -> gr.Error:
+    """A request refused for the user's input: the message for the page or the API client, and one
+    line on the server's console; Gradio prints no traceback for it (tracebacks are for real faults)."""
+    print(f"refused: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
 @contextmanager
 def user_errors(video: str | None = None) -> Iterator[None]:
-    """The user's mistakes (a bad file, a bad range, too many tokens) as a message in the UI; the
-    upload's path in Gradio's temporary folder is shortened to its file name."""
+    """The user's mistakes (a bad file, a bad range, too many tokens) as a message in the UI (see
+    `refuse`); the upload's path in Gradio's temporary folder is shortened to its file name."""
     try:
         yield
     except gr.Error:
@@ -167,7 +175,7 @@ def user_errors(video: str | None = None) -> Iterator[None]:
         message = str(err)
         if video:
             message = message.replace(str(video), Path(video).name)
-        raise gr.Error(message) from None
+        raise refuse(message) from None
 
 
 # --- running the model -------------------------------------------------------------------------------
@@ -245,6 +253,8 @@ class ModelRunner:
                 end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
         """Text chunks of the answer, then the answer's GenerationStats (runs on the GPU)."""
         engine = self.holder.get()
+        engine.check_request(video, question, history, frames=frames, start=start, end=end,
+                             max_new_tokens=settings.max_new_tokens)  # before any decoding
         clip = engine.load_clip(video, frames=frames, start=start, end=end)
         yield from engine.stream(clip, question, history, settings=settings, stop=stop)
         yield engine.last_stats

@@ -2,13 +2,19 @@
 its progress and the level-1/2/3 descriptions as they are written, the QA pairs in a table to edit or
 untick, Save into the output folder, a zip to download; and the /synth endpoint.
 
+On a shared app (AppConfig.per_session) each browser session saves into a folder of its own,
+`<output folder>/sessions/<id>/` (the id: a hash of Gradio's session hash, so it names no path the
+client chose), and Download zips that folder only; a single-user app uses the output folder itself.
+
 It needs only the model runner (its engine and config) and the Ask tab's video component, which
 app.build_ui passes to it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -32,9 +38,10 @@ from ..synth.plan import SynthOptions
 from ..synth.qa import QAPair
 from ..synth.recipe import synthesize
 from ..synth.result import Description, SynthResult
+from ..output_folder import SESSIONS_DIR
 from ..synth.saving import export_run, save_edited_pairs
 from ..video import VideoError
-from .serving import MODEL_EVENTS, EngineHolder, ModelRunner, Sessions, user_errors
+from .serving import MODEL_EVENTS, EngineHolder, ModelRunner, Sessions, refuse, user_errors
 from .zerogpu import StopFlag
 
 SYNTH_COLUMNS = ["keep", "type", "question", "answer"]
@@ -103,14 +110,26 @@ def synth_source(own: str | None, shared: str | None = None) -> str:
 
 class SynthPanel:
     """Handlers of the "Generate synthetic QA" tab, over the recipe (synth.recipe.synthesize) with the
-    model runner's engine. Results are saved under `out_dir` (default: the config's output_dir)."""
+    model runner's engine. Results are saved under `out_dir` (default: the config's output_dir): in it,
+    or with `per_session` (default: the config's per_session()) in the browser session's own folder."""
 
-    def __init__(self, model: ModelRunner | EngineHolder | Engine, out_dir: str | os.PathLike | None = None):
+    def __init__(self, model: ModelRunner | EngineHolder | Engine, out_dir: str | os.PathLike | None = None,
+                 per_session: bool | None = None):
         self.model = model if isinstance(model, ModelRunner) else ModelRunner(model)
         self.out_dir = Path(out_dir) if out_dir is not None else Path(self.model.config.output_dir)
+        self.per_session = self.model.config.per_session() if per_session is None else per_session
         self.sessions = Sessions()
         self.api_description_tokens: int | None = None  # /synth's limits; None = SynthOptions' defaults
         self.api_qa_tokens: int | None = None
+
+    def session_id(self, request: gr.Request | None) -> str:
+        """The browser session's id: a hash of Gradio's session hash (which the client picks)."""
+        return hashlib.sha256(Sessions.key(request).encode()).hexdigest()[:32]
+
+    def folder_for(self, request: gr.Request | None) -> Path:
+        """Where this browser session's data is saved: its own folder on a shared app, else the
+        output folder."""
+        return self.out_dir / SESSIONS_DIR / self.session_id(request) if self.per_session else self.out_dir
 
     @staticmethod
     def _check_video(video: str | None) -> str | None:
@@ -137,7 +156,7 @@ class SynthPanel:
         """synthesize() over the engine, after checking the input (gr.Error on bad input)."""
         message = self._check_video(video)
         if message:
-            raise gr.Error(message)
+            raise refuse(message)
         with user_errors(video):
             options = self._options(types, description_tokens, qa_tokens)
         engine = self.model.synth_engine()
@@ -237,27 +256,33 @@ class SynthPanel:
             pairs.append(QAPair(qtype, question, answer, correct, wrong, keep=_truthy(keep)))
         return pairs
 
-    def save(self, result: SynthResult | None, table: Any) -> str:
+    def save(self, result: SynthResult | None, table: Any, request: gr.Request | None = None) -> str:
         """Save button: this video's records with the table's edits (unticked rows removed) into the
-        output folder. Returns where and how many."""
+        session's folder (folder_for). Returns where and how many."""
         if result is None:
             gr.Warning("Nothing to save yet: generate first.")
             return "Nothing to save yet: generate first."
         pairs = self.pairs_from_table(result, table)
-        written = save_edited_pairs(self.out_dir, result, pairs)
+        folder = self.folder_for(request)
+        written = save_edited_pairs(folder, result, pairs)
         counts = {task: len(result.records(pairs)[task]) for task in RECORD_TASKS}
         kept = sum(1 for p in pairs if p.keep)
         files = ", ".join(sorted(written)) or "no split files"
-        return (f"Saved to {self.out_dir.resolve()}: {counts.get('cap', 0)} caption, {counts.get('oe', 0)} "
+        # A shared app does not tell its visitors where on the server their data lies.
+        where = "this browser session's folder" if self.per_session else str(folder.resolve())
+        return (f"Saved to {where}: {counts.get('cap', 0)} caption, {counts.get('oe', 0)} "
                 f"open-ended, {counts.get('mc', 0)} multiple-choice records ({kept} of {len(pairs)} pairs kept) "
                 f"in {files}; manifest videos/{result.video_id}.json")
 
-    def download(self) -> str | None:
-        """Download button: the whole output folder as a zip (JSON arrays + manifests)."""
-        if not self.out_dir.is_dir():
-            gr.Warning("Nothing saved yet in the output folder.")
+    def download(self, request: gr.Request | None = None) -> str | None:
+        """Download button: the session's folder (folder_for) as a zip (JSON arrays + manifests),
+        written outside it, in a temporary folder of the session's own (one zip each, replaced)."""
+        folder = self.folder_for(request)
+        if not folder.is_dir():
+            gr.Warning("Nothing saved yet: generate, then Save.")
             return None
-        return str(export_run(self.out_dir))
+        exports = Path(tempfile.gettempdir()) / "llava-video-exports" / self.session_id(request)
+        return str(export_run(folder, exports / "synthetic-data.zip"))
 
     def stop(self, request: gr.Request | None = None) -> str:
         self.sessions.stop(request)
