@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Sequence
@@ -21,6 +20,7 @@ from . import video as video_stage
 from .config import AppConfig, GenerationSettings
 from .decoding import CompiledDecoder, IncrementalDecoder, compile_cache_dir, sample
 from .kv_cache import ConversationCache
+from .recently_used import RecentlyUsed
 from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .request import RequestError, check_clip, check_question, prompt_within_budget
@@ -54,54 +54,13 @@ class GenerationStats:
         return (self.new_tokens - 1) / decode_s if self.new_tokens > 1 and decode_s > 0 else 0.0
 
 
-class _LRU(OrderedDict):
-    """Least recently used out first, bounded by entries (`size`) and by bytes (`max_bytes`: frames'
-    and tensors' own bytes); a value bigger than `max_bytes` is made and returned but not kept."""
-
-    def __init__(self, size: int, max_bytes: int | None = None):
-        super().__init__()
-        self.size = max(0, size)
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-        self._sizes: dict[Hashable, int] = {}
-
-    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> tuple[Any, bool]:
-        if key in self:
-            self.move_to_end(key)
-            return self[key], True
-        value = make()
-        size = _nbytes(value)
-        if self.size and (self.max_bytes is None or size <= self.max_bytes):
-            self[key] = value
-            self._sizes[key] = size
-            self.nbytes += size
-            while len(self) > self.size or (self.max_bytes is not None and self.nbytes > self.max_bytes):
-                oldest, _ = self.popitem(last=False)
-                self.nbytes -= self._sizes.pop(oldest)
-        return value, False
-
-    def clear(self) -> None:
-        super().clear()
-        self._sizes.clear()
-        self.nbytes = 0
-
-
-def _nbytes(value: Any) -> int:
-    """Bytes a cached value holds: a clip's frames, a tensor's elements."""
-    if isinstance(value, VideoClip):
-        return int(value.frames.nbytes)
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    return 0
-
-
 class Engine:
     def __init__(self, model: LlavaVideoModel, config: AppConfig | None = None):
         self.model = model
         self.config = config or AppConfig()
         cache_bytes = self.config.cache_mb * 2**20
-        self._clips = _LRU(self.config.cache_videos, cache_bytes)
-        self._features = _LRU(self.config.cache_videos, cache_bytes)
+        self._clips = RecentlyUsed(self.config.cache_videos, cache_bytes)
+        self._features = RecentlyUsed(self.config.cache_videos, cache_bytes)
         if self.config.prefill_chunk < PREFILL_BUCKET or self.config.prefill_chunk % PREFILL_BUCKET:
             raise ValueError(f"prefill_chunk must be a multiple of {PREFILL_BUCKET}, not {self.config.prefill_chunk}")
         self._lock = threading.RLock()  # one forward pass on the GPU at a time

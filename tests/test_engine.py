@@ -286,9 +286,9 @@ def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_m
 
 def test_caches_are_bounded_in_bytes_too(tiny_model, sample_video):
     from llava_video_app.config import AppConfig
-    from llava_video_app.engine import _LRU
+    from llava_video_app.recently_used import RecentlyUsed
 
-    lru = _LRU(10, max_bytes=100)
+    lru = RecentlyUsed(10, max_bytes=100)
     for key, size in enumerate((40, 40, 40, 150)):
         lru.get_or_make(key, lambda size=size: torch.zeros(size, dtype=torch.uint8))
     assert list(lru) == [1, 2] and lru.nbytes == 80, "the oldest went for the third; the 150-byte one is not kept"

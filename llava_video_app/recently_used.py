@@ -1,0 +1,52 @@
+"""The engine's caches of recent videos (decoded frames, visual features): least recently used out
+first, bounded in entries and in bytes, so a few long or large videos cannot hold the memory."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Hashable
+
+import torch
+
+from .video import VideoClip
+
+
+class RecentlyUsed(OrderedDict):
+    """Least recently used out first, bounded by entries (`size`) and by bytes (`max_bytes`: frames'
+    and tensors' own bytes); a value bigger than `max_bytes` is made and returned but not kept."""
+
+    def __init__(self, size: int, max_bytes: int | None = None):
+        super().__init__()
+        self.size = max(0, size)
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._sizes: dict[Hashable, int] = {}
+
+    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> tuple[Any, bool]:
+        if key in self:
+            self.move_to_end(key)
+            return self[key], True
+        value = make()
+        size = nbytes_of(value)
+        if self.size and (self.max_bytes is None or size <= self.max_bytes):
+            self[key] = value
+            self._sizes[key] = size
+            self.nbytes += size
+            while len(self) > self.size or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+                oldest, _ = self.popitem(last=False)
+                self.nbytes -= self._sizes.pop(oldest)
+        return value, False
+
+    def clear(self) -> None:
+        super().clear()
+        self._sizes.clear()
+        self.nbytes = 0
+
+
+def nbytes_of(value: Any) -> int:
+    """Bytes a cached value holds: a clip's frames, a tensor's elements."""
+    if isinstance(value, VideoClip):
+        return int(value.frames.nbytes)
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    return 0
