@@ -82,7 +82,9 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
     assert "tiny" in page.inner_text("#status") or "fp32" in page.inner_text("#status")
 
     # no video yet: the End box is empty (its hint: empty = to the end), not 0
-    assert page.input_value("#end input") == "" and page.get_attribute("#end input", "placeholder") == "to the end"
+    # (cleared by the page's load event, which may run just after the first paint)
+    page.wait_for_function("document.querySelector('#end input').value === ''", timeout=10_000)
+    assert page.get_attribute("#end input", "placeholder") == "to the end"
 
     # upload a video: its length fills the trim range
     page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
