@@ -3,11 +3,8 @@ checkpoint, driven over HTTP by gradio_client (upload, streamed answers, questio
 the upload limit, one generation at a time)."""
 
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,28 +12,10 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
 
+from app_process import free_port, serving
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"app.py did not serve {url} in {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +24,11 @@ def app_url(tiny_checkpoint, tmp_path_factory):
     log = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "LLAVA_VIDEO_MAX_NEW_TOKENS": "12", "LLAVA_VIDEO_MAX_UPLOAD_MB": "1",
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--model", str(tiny_checkpoint), "--quant", "fp32",
-                                 "--device", "cpu", "--port", str(port), "--frames", "8"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    command = [sys.executable, "app.py", "--model", str(tiny_checkpoint), "--quant", "fp32", "--device", "cpu",
+               "--port", str(port), "--frames", "8"]
     url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(url, proc, log)
+    with serving(command, url, env=env, log=log):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ assets/screenshot.png (the README's picture), so that ordinary runs leave the wo
 import json
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from app_process import free_port
 from llava_video_app.config import AppConfig
 from llava_video_app.engine import Engine
 from llava_video_app.prompts import question_type
@@ -37,16 +37,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def app_url(tiny_model):
     config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=FRAMES,
-                       max_new_tokens=MAX_NEW_TOKENS, port=_free_port())
+                       max_new_tokens=MAX_NEW_TOKENS, port=free_port())
     chat = VideoChat(Engine(tiny_model, config))
     demo = build_ui(chat)
     launch(demo, config, prevent_thread_lock=True, quiet=True)
@@ -145,7 +139,7 @@ def _camera_pair(question_type: str) -> dict:
 @pytest.fixture
 def synth_app_url(tiny_model, tmp_path, scripted_qa):
     config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=8,
-                       port=_free_port(), output_dir=tmp_path / "data")
+                       port=free_port(), output_dir=tmp_path / "data")
     engine = Engine(tiny_model, config)
     scripted_qa(engine, _camera_pair)
     chat = VideoChat(engine)

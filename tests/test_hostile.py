@@ -34,6 +34,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from typer.testing import CliRunner
 
+from app_process import free_port, serving
 from llava_video_app import cli
 from llava_video_app.config import AppConfig
 from llava_video_app.request import check_request
@@ -167,12 +168,6 @@ def normal_video(corpus) -> Path:
 
 # --- the app, as people run it, with no network ---------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class RunningApp:
     def __init__(self, url: str, process: subprocess.Popen, console: Path, network_log: Path, output_dir: Path):
         self.url, self.process, self.console, self.network_log = url, process, console, network_log
@@ -194,34 +189,12 @@ def app(tiny_checkpoint, tmp_path_factory):
     env = {k: v for k, v in os.environ.items()
            if k not in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE")}
     env.update(LLAVA_VIDEO_MAX_NEW_TOKENS=str(MAX_NEW_TOKENS), LLAVA_VIDEO_OUTPUT_DIR=str(folder / "outputs"))
-    port = _free_port()
-    with open(console, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "no_network.py"), str(network_log), "app.py", "--model",
-             str(tiny_checkpoint), "--quant", "fp32", "--device", "cpu", "--port", str(port), "--frames", "8"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    port = free_port()
+    command = [sys.executable, str(ROOT / "tests" / "no_network.py"), str(network_log), "app.py", "--model",
+               str(tiny_checkpoint), "--quant", "fp32", "--device", "cpu", "--port", str(port), "--frames", "8"]
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"app.py exited with {process.returncode}:\n{console.read_text()[-4000:]}")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not serve in 180 s:\n{console.read_text()[-4000:]}")
-            time.sleep(0.5)
+    with serving(command, url, env=env, log=console) as process:
         yield RunningApp(url, process, console, network_log, folder / "outputs")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def ask_api(app: RunningApp, video: Path, question: str = "What happens in the video?", **settings) -> str:
