@@ -161,22 +161,21 @@ class Engine:
         started = time.perf_counter()
         settings = settings or GenerationSettings.from_config(self.config)
         self.check_request(video, question, history, max_new_tokens=settings.max_new_tokens)
-        out_of_memory = False
-        try:
-            clip, clip_was_cached = (video, False) if isinstance(video, VideoClip) else self._load_clip(video)
-            decoded = time.perf_counter()
-            visual, features_cached = self.visual_features(clip)
-            encoded = time.perf_counter()
-            prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
-            ids = self.model.tokenize(prompt)
-            stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
-                                    video_s=decoded - started, vision_s=encoded - decoded)
-            yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
-        except torch.OutOfMemoryError:
-            out_of_memory = True  # freed below, once the error (and the tensors its frames hold) is gone
-        if out_of_memory:
-            frames = len(video.frame_indices) if isinstance(video, VideoClip) else self.config.frames
-            raise self._after_out_of_memory(settings.max_new_tokens, frames)
+        frames = len(video.frame_indices) if isinstance(video, VideoClip) else self.config.frames
+        yield from self._out_of_memory_as_message(
+            self._answer(video, question, history, settings, stop, started), settings.max_new_tokens, frames)
+
+    def _answer(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn],
+                settings: GenerationSettings, stop: threading.Event | None, started: float) -> Iterator[str]:
+        clip, clip_was_cached = (video, False) if isinstance(video, VideoClip) else self._load_clip(video)
+        decoded = time.perf_counter()
+        visual, features_cached = self.visual_features(clip)
+        encoded = time.perf_counter()
+        prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
+        ids = self.model.tokenize(prompt)
+        stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
+                                video_s=decoded - started, vision_s=encoded - decoded)
+        yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
             settings: GenerationSettings | None = None, stop: threading.Event | None = None) -> str:
@@ -188,13 +187,8 @@ class Engine:
         started = time.perf_counter()
         settings = settings or GenerationSettings.from_config(self.config)
         ids = self.check_request(None, question, history, max_new_tokens=settings.max_new_tokens)
-        out_of_memory = False
-        try:
-            yield from self._generate(ids, None, None, settings, stop, GenerationStats(), started)
-        except torch.OutOfMemoryError:
-            out_of_memory = True
-        if out_of_memory:
-            raise self._after_out_of_memory(settings.max_new_tokens, 0)
+        yield from self._out_of_memory_as_message(
+            self._generate(ids, None, None, settings, stop, GenerationStats(), started), settings.max_new_tokens, 0)
 
     def ask_text(self, question: str, history: Sequence[Turn] = (), *, settings: GenerationSettings | None = None,
                  stop: threading.Event | None = None) -> str:
@@ -211,15 +205,9 @@ class Engine:
         `ask_text` prompt by prompt (floating-point order aside). Decode steps are eager.
         """
         settings = settings or GenerationSettings.from_config(self.config)
-        if not questions:
-            return
-        out_of_memory = False
-        try:
-            yield from self._answer_texts(questions, settings, stop)
-        except torch.OutOfMemoryError:
-            out_of_memory = True  # freed below, once the error (and the batch's tensors it holds) is gone
-        if out_of_memory:
-            raise self._after_out_of_memory(settings.max_new_tokens, 0)
+        if questions:
+            yield from self._out_of_memory_as_message(self._answer_texts(questions, settings, stop),
+                                                      settings.max_new_tokens, 0)
 
     def _answer_texts(self, questions: Sequence[str], settings: GenerationSettings,
                       stop: threading.Event | None) -> Iterator[tuple[int, str]]:
@@ -321,13 +309,20 @@ class Engine:
         return prompt_within_budget(self.model.tokenize, question, history, clip, layout=self.model.layout,
                                     max_new_tokens=max_new_tokens, context_length=self.model.context_length)
 
-    def _after_out_of_memory(self, max_new_tokens: int, frames: int) -> RequestError:
-        """Free what a request that ran out of GPU memory took (cached videos, features, the stored
-        conversation, the allocator's free blocks; the model stays loaded), and say what to ask for."""
-        self.clear()
-        fewer = f"fewer frames (e.g. {max(1, frames // 2)} instead of {frames}), " if frames else ""
-        return RequestError(f"the GPU ran out of memory for this request: try {fewer}a shorter question or fewer "
-                            f"new tokens (max_new_tokens {max_new_tokens})")
+    def _out_of_memory_as_message(self, chunks: Iterator[Any], max_new_tokens: int, frames: int) -> Iterator[Any]:
+        """`chunks` as they come; if the GPU runs out of memory meanwhile, free what the request took
+        (cached videos, features, the stored conversation, the allocator's free blocks; the model
+        stays loaded) and raise a RequestError that says what to ask for instead."""
+        out_of_memory = False
+        try:
+            yield from chunks
+        except torch.OutOfMemoryError:
+            out_of_memory = True  # freed below, once the error (and the tensors its frames hold) is gone
+        if out_of_memory:
+            self.clear()
+            fewer = f"fewer frames (e.g. {max(1, frames // 2)} instead of {frames}), " if frames else ""
+            raise RequestError(f"the GPU ran out of memory for this request: try {fewer}a shorter question or "
+                               f"fewer new tokens (max_new_tokens {max_new_tokens})")
 
     def _check_length(self, ids: list[int], visual: torch.Tensor | None, max_new_tokens: int) -> int:
         """The input's length in positions; refuses one that would not fit the model's context."""
