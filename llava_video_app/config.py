@@ -102,6 +102,9 @@ class AppConfig:
     # Video
     frames: int = 64  # frames sampled uniformly (the authors' default)
     decode_at_model_size: bool = True  # let the decoder scale to the tower's input size
+    # The model card's "The video lasts for ... seconds" line before the question (the authors'
+    # recipe); off reproduces lmms-eval's llava_vid default (add_time_instruction=False).
+    time_instruction: bool = True
 
     # Generation (greedy by default, like the model card)
     max_new_tokens: int = 1024

@@ -171,7 +171,8 @@ class Engine:
         decoded = time.perf_counter()
         visual, features_cached = self.visual_features(clip)
         encoded = time.perf_counter()
-        prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
+        prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps,
+                              with_time_instruction=self.config.time_instruction)
         ids = self.model.tokenize(prompt)
         stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
                                 video_s=decoded - started, vision_s=encoded - decoded)

@@ -100,12 +100,15 @@ def build_prompt(
     duration: float | None = None,
     timestamps: Sequence[float] | None = None,
     with_video: bool = True,
+    with_time_instruction: bool = True,
 ) -> str:
     """The full qwen_1_5 prompt text, ending with "<|im_start|>assistant\\n".
 
     The video (the <image> placeholder and the time instruction) belongs to the first user turn
     only; `history` holds the earlier turns of the same conversation. With `with_video=False`
-    the prompt is text-only (used for QA generation from a description).
+    the prompt is text-only (used for QA generation from a description). With
+    `with_time_instruction=False` the video is "<image>\n" alone, as lmms-eval's llava_vid sends it by
+    default (benchmark runs that reproduce its numbers).
     """
     turns = [*history, Turn(question, "")]
     text = f"{IM_START}system\n{SYSTEM_MESSAGE}{IM_END}\n"
@@ -114,7 +117,8 @@ def build_prompt(
         if i == 0 and with_video:
             if duration is None or timestamps is None:
                 raise ValueError("a video prompt needs the video's duration and frame timestamps")
-            user = f"{IMAGE_PLACEHOLDER}{time_instruction(duration, timestamps)}\n{user}"
+            said = time_instruction(duration, timestamps) if with_time_instruction else ""
+            user = f"{IMAGE_PLACEHOLDER}{said}\n{user}"
         text += f"{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n"
         if i < len(turns) - 1:
             text += f"{turn.answer}{IM_END}\n"
