@@ -415,6 +415,82 @@ def dataset_export(
         typer.echo(str(export_zip(folder, zip_path)))
 
 
+# --- benchmarks: `eval` and `eval compare` (llava_video_app/eval/) ----------------------------------
+
+@app.command("eval")
+def eval_command(
+    bench: str = typer.Argument(..., help="videomme, videomme_sub, mvbench, nextqa, egoschema, longvideobench, "
+                                          "mlvu; or `compare RUN_A RUN_B`."),
+    runs: Optional[list[Path]] = typer.Argument(None, help="compare: the two run folders (A, then B)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The benchmark's folder: its annotation files as "
+                                        "distributed and its videos (layouts: docs/eval.md)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default outputs/eval/BENCH); "
+                                       "an existing one is resumed."),
+    model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
+    frames: Optional[float] = FramesOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
+    time_instruction: Optional[bool] = typer.Option(None, "--time-instruction/--no-time-instruction", help=(
+        "The model card's time line before the question (default on; off: lmms-eval llava_vid's default).")),
+    max_new_tokens: Optional[float] = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help=(
+        "Override the benchmark's new tokens (lmms-eval's: 16, 32 for LongVideoBench, 1024 for NExT-QA).")),
+    executor: str = typer.Option("local", "--executor", help="local, or ray: one engine per GPU on Ray."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray: workers (default one per GPU)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per worker "
+                                                    "(0 = the model on CPU)."),
+    engine_factory: Optional[str] = typer.Option(None, "--engine-factory", hidden=True),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Score the model on a video benchmark (accuracy with a 95% interval, per category), resumably;
+    `eval compare RUN_A RUN_B`: the paired difference of two runs."""
+    from .config import whole_number
+    from .eval.benchmarks import BenchmarkError
+
+    if bench == "compare":
+        from .eval.compare import compare_runs
+
+        if not runs or len(runs) != 2:
+            fail("give two run folders: llava-video eval compare RUN_A RUN_B")
+        try:
+            typer.echo(compare_runs(runs[0], runs[1]))
+        except (BenchmarkError, OSError, ValueError) as err:
+            fail(str(err))
+        return
+    if runs:
+        fail(f"unexpected argument {runs[0]}: llava-video eval BENCH --data DIR")
+    if data is None:
+        fail(f"give the benchmark's folder: llava-video eval {bench} --data DIR")
+    if executor not in EXECUTORS:
+        fail(f"--executor must be {' or '.join(EXECUTORS)}, not {executor!r}")
+    if executor != "ray" and (address, workers, gpus_per_worker) != (None, None, None):
+        fail("--address, --workers and --gpus-per-worker need --executor ray")
+    config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile,
+                         frames=frames, time_instruction=time_instruction)
+    try:
+        from .eval.benchmarks import benchmark
+        from .eval.run import run_eval, run_eval_ray
+
+        benchmark(bench)
+        tokens = None if max_new_tokens is None else whole_number("max_new_tokens", max_new_tokens, 1,
+                                                                  config.max_new_tokens_limit)
+        factory = _engine_factory(engine_factory)
+        folder = out or config.output_dir / "eval" / bench
+        if executor == "ray":
+            summary = run_eval_ray(bench, data, folder, config, engine_factory=factory, address=address,
+                                   workers=workers, gpus_per_worker=gpus_per_worker, limit=limit,
+                                   max_new_tokens=tokens, progress=not quiet, echo=_progress)
+        else:
+            summary = run_eval(bench, data, folder, config, make_engine=lambda: _make_engine(config, factory),
+                               limit=limit, max_new_tokens=tokens, progress=not quiet)
+    except user_errors() as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("\n[stopped] run the same command again to resume", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    typer.echo(summary.format())
+    typer.echo(f"records: {folder / 'samples.jsonl'}", err=True)
+
+
 def main() -> None:
     keep_start_up_offline()  # before anything imports gradio or huggingface_hub
     app()

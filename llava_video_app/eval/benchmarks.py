@@ -132,6 +132,12 @@ def _letter_of(value: Any, options: list[str]) -> str:
     return LETTERS[options.index(text)] if text in options else ""
 
 
+def _letter_of_text(value: Any, options: list[str]) -> str:
+    """An answer given as the right option's text (MVBench, MLVU: "1" is the option "1", not an index)."""
+    text = str(value)
+    return LETTERS[options.index(text)] if text in options else ""
+
+
 # --- Video-MME ------------------------------------------------------------------------------------
 # lmms-eval/Video-MME on the Hub: videomme/test-00000-of-00001.parquet; videos data/<videoID>.mp4
 # (.MP4, .mkv), subtitles subtitle/<videoID>.srt.
@@ -196,7 +202,7 @@ def load_mvbench(folder: Path) -> list[Sample]:
             options = [str(c) for c in row["candidates"]]
             sub = MVBENCH_FOLDERS[task]
             video, problem = _video([folder / "video" / sub / row["video"], folder / sub / row["video"]])
-            answer = _letter_of(str(row["answer"]), options) if str(row["answer"]) in options else ""
+            answer = _letter_of_text(row["answer"], options)
             if not problem and not answer:
                 problem = f"answer {row['answer']!r} is not one of the candidates"
             samples.append(Sample(sid, video, str(row["question"]), tuple(options), answer, task,
@@ -323,7 +329,7 @@ def load_mlvu(folder: Path) -> list[Sample]:
                 continue
             options = [str(c) for c in row["candidates"]]
             video, problem = _video([folder / "video" / task / str(row["video"])])
-            answer = _letter_of(str(row["answer"]), options) if str(row["answer"]) in options else ""
+            answer = _letter_of_text(row["answer"], options)
             if not problem and not answer:
                 problem = f"answer {row['answer']!r} is not one of the candidates"
             category = str(row.get("question_type") or re.sub(r"^\d+_", "", task))
