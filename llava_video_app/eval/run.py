@@ -140,7 +140,7 @@ def prepare(name: str, data: str | os.PathLike, out: str | os.PathLike, config: 
     store = JsonlStore(out / SAMPLES_FILE, fsync=fsync)
     done = store.ids()
     summary = EvalSummary(bench.title, questions=len(samples))
-    summary.skipped = [s.problem for s in samples if s.problem]
+    summary.skipped = [f"{s.id}: {s.problem}" for s in samples if s.problem]
     summary.resumed = sum(1 for s in samples if not s.problem and s.id in done)
     todo = [s for s in samples if not s.problem and s.id not in done]
     return _Plan(bench, out, store, todo, summary)
