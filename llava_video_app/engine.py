@@ -283,7 +283,8 @@ class Engine:
         else:
             clip = video if isinstance(video, VideoClip) else self._load_clip(video)[0]
             visual = self.visual_features(clip)[0]
-            ids = self.model.tokenize(build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps))
+            ids = self.model.tokenize(build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps,
+                                                   with_time_instruction=self.config.time_instruction))
         self._check_length(ids, visual, 1)
         with self._lock, torch.inference_mode():
             logits, _ = self._prefill(ids, visual, DynamicCache())

@@ -192,3 +192,24 @@ def test_cli_mistakes_are_one_line(tmp_path):
                           (["eval", "nextqa", "--data", str(tmp_path), "--workers", "2"], "need --executor ray")):
         run = runner.invoke(cli.app, args)
         assert run.exit_code == 1 and message in run.stderr and run.stderr.count("\n") == 1, (args, run.stderr)
+
+
+def test_the_engine_drops_the_time_instruction_when_told(tiny_model, sample_video):
+    """lmms-eval's llava_vid prompt: "<image>\\n" and the question, no time line (config.time_instruction)."""
+    from llava_video_app.config import GenerationSettings
+    from llava_video_app.engine import Engine
+
+    lengths = {}
+    for flag in (True, False):
+        engine = Engine(tiny_model, AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=4,
+                                              max_new_tokens=2, time_instruction=flag))
+        clip = engine.load_clip(sample_video)
+        engine.ask(clip, "What moves?", settings=GenerationSettings(max_new_tokens=1))
+        lengths[flag] = engine.last_stats.prompt_tokens
+        prompt = build_prompt("What moves?", duration=clip.duration, timestamps=clip.timestamps,
+                              with_time_instruction=flag)
+        assert ("The video lasts for" in prompt) is flag
+        assert int(engine.prompt_logits(clip, "What moves?").argmax()) >= 0
+        expected = tiny_model.tokenize(prompt)
+        lengths[f"text {flag}"] = len(expected)
+    assert lengths[True] - lengths[False] == lengths["text True"] - lengths["text False"] > 20
