@@ -43,7 +43,8 @@ def videomme(folder: Path, video: Path) -> dict[str, str]:
         rows.append({"video_id": f"{n:03d}", "duration": "short" if vid != "vidB" else "medium", "domain": "Knowledge",
                      "sub_category": "Astronomy", "url": f"https://www.youtube.com/watch?v={vid}", "videoID": vid,
                      "question_id": f"{n:03d}-1", "task_type": task, "question": f"Question {n}?",
-                     "options": [f"A. first {n}", f"B. second {n}", f"C. third {n}", f"D. fourth {n}"], "answer": answer})
+                     "options": [f"A. first {n}", f"B. second {n}", f"C. third {n}", f"D. fourth {n}"],
+                     "answer": answer})
     (folder / "videomme").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(folder / "videomme" / "test-00000-of-00001.parquet")
     _place(video, folder / "data" / "vidA.mp4")

@@ -45,7 +45,8 @@ def test_the_question_texts_are_lmms_evals(video, tmp_path):
         "C. third 0\nD. fourth 0\nThe best answer is:")
     assert first("videomme_sub").startswith("This video's subtitles are listed below: \nhello from the start\n"
                                             "and the middle\nSelect the best answer")
-    assert first("mvbench") == "Question:Where is the ball?\nOption:\n(A) left\n(B) middle\n(C) right\nOnly give the best option.\n"
+    assert first("mvbench") == ("Question:Where is the ball?\nOption:\n(A) left\n(B) middle\n(C) right\n"
+                                "Only give the best option.\n")
     assert first("nextqa") == ("how do the two man play the instrument\nA. roll the handle\nB. tap their feet\n"
                                "C. strum the string\nD. hit with sticks\nE. pat with hand")
     assert first("egoschema").endswith("E. c does thing 4\nAnswer with the option's letter from the given choices "

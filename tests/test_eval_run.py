@@ -51,7 +51,8 @@ def test_a_run_writes_records_with_provenance_and_reports_skips(video, tmp_path)
     got = {r["id"]: r for r in records(tmp_path / "out")}
     assert set(got) == {k for k, v in expected.items() if v != "skip"}
     first = got["4010069381_6"]
-    assert (first["raw_answer"], first["parsed"], first["answer"], first["correct"]) == ("The answer is B.", "B", "B", True)
+    assert (first["raw_answer"], first["parsed"], first["answer"], first["correct"]) == \
+        ("The answer is B.", "B", "B", True)
     assert got["4010069381_7"]["correct"] is False
     prov = first["provenance"]
     assert len(prov["frame_indices"]) == 4 and prov["settings"]["frames"] == 4
@@ -104,8 +105,6 @@ def _env(pause_dir: Path) -> dict:
 def test_resume_after_kill_9(video, tmp_path):
     """The CLI killed (SIGKILL) after its 3rd answer: the rerun asks only the 4 left, and every
     question has exactly one record."""
-    from llava_video_app.sample_videos import make_video  # noqa: F401  (the fixture made the video)
-
     import pandas as pd
 
     data = tmp_path / "data"

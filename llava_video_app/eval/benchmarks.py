@@ -185,7 +185,7 @@ MVBENCH_FOLDERS = {
 
 
 def load_mvbench(folder: Path) -> list[Sample]:
-    files = [folder / "json" / f"{task}.json" for task in MVBENCH_FOLDERS if (folder / "json" / f"{task}.json").is_file()]
+    files = [path for path in (folder / "json" / f"{task}.json" for task in MVBENCH_FOLDERS) if path.is_file()]
     if not files:
         raise BenchmarkError(f"no MVBench annotation in {folder} (looked for json/<task>.json, e.g. "
                              "json/action_antonym.json)")
@@ -314,9 +314,10 @@ MLVU_TASKS = ("1_plotQA", "2_needle", "3_ego", "4_count", "5_order", "6_anomaly_
 def load_mlvu(folder: Path) -> list[Sample]:
     if (folder / "MLVU").is_dir():
         folder = folder / "MLVU"
-    files = [folder / "json" / f"{task}.json" for task in MLVU_TASKS if (folder / "json" / f"{task}.json").is_file()]
+    files = [path for path in (folder / "json" / f"{task}.json" for task in MLVU_TASKS) if path.is_file()]
     if not files:
-        raise BenchmarkError(f"no MLVU annotation in {folder} (looked for json/<n>_<task>.json, e.g. json/1_plotQA.json)")
+        raise BenchmarkError(f"no MLVU annotation in {folder} (looked for json/<n>_<task>.json, "
+                             "e.g. json/1_plotQA.json)")
     samples = []
     for path in files:
         task = path.stem
