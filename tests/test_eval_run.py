@@ -212,3 +212,21 @@ def test_the_engine_drops_the_time_instruction_when_told(tiny_model, sample_vide
         expected = tiny_model.tokenize(prompt)
         lengths[f"text {flag}"] = len(expected)
     assert lengths[True] - lengths[False] == lengths["text True"] - lengths["text False"] > 20
+
+
+def test_an_answer_cut_short_by_stop_is_not_recorded(video, tmp_path):
+    import threading
+
+    write("egoschema", tmp_path / "data", video)
+    stop = threading.Event()
+
+    def stopped_mid_answer(question):
+        stop.set()  # Ctrl-C while the model writes: what it returns is a partial answer
+        return "The ans"
+
+    summary = run_eval("egoschema", tmp_path / "data", tmp_path / "out", CONFIG,
+                       engine=ScriptedEvalEngine(CONFIG, answer=stopped_mid_answer), progress=False, stop=stop)
+    assert summary.stopped and summary.answered == 0 and not records(tmp_path / "out")
+    again = run_eval("egoschema", tmp_path / "data", tmp_path / "out", CONFIG, engine=ScriptedEvalEngine(CONFIG),
+                     progress=False)
+    assert again.answered == 1 and [r["parsed"] for r in records(tmp_path / "out")] == ["B"]

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from ..config import AppConfig, GenerationSettings
 from ..jsonl import JsonlStore, read_jsonl, write_json_atomic
@@ -68,10 +68,6 @@ def generation_for(bench: Benchmark, max_new_tokens: int | None = None) -> Gener
     return GenerationSettings(max_new_tokens=max_new_tokens or bench.max_new_tokens, temperature=0.0, top_p=1.0)
 
 
-def run_settings(config: AppConfig, generation: GenerationSettings) -> dict[str, Any]:
-    return settings_of(config, generation)
-
-
 def answer_sample(engine: EngineLike, bench: Benchmark, sample: Sample, config: AppConfig,
                   generation: GenerationSettings, stop: threading.Event | None = None) -> dict[str, Any]:
     """Ask one question; its record (raises the video stage's / request's errors as they are)."""
@@ -110,6 +106,7 @@ class _Plan:
     store: JsonlStore
     todo: list[Sample]
     summary: EvalSummary
+    ids: set[str]  # the runnable questions of this run (--limit applied): what the report covers
 
 
 def prepare(name: str, data: str | os.PathLike, out: str | os.PathLike, config: AppConfig,
@@ -123,7 +120,7 @@ def prepare(name: str, data: str | os.PathLike, out: str | os.PathLike, config: 
         samples = samples[:limit]
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    asked = {"benchmark": bench.name, "data": str(Path(data).absolute()), "settings": run_settings(config, generation)}
+    asked = {"benchmark": bench.name, "data": str(Path(data).absolute()), "settings": settings_of(config, generation)}
     run_file = out / RUN_FILE
     if run_file.exists():
         import json
@@ -143,17 +140,14 @@ def prepare(name: str, data: str | os.PathLike, out: str | os.PathLike, config: 
     summary.skipped = [f"{s.id}: {s.problem}" for s in samples if s.problem]
     summary.resumed = sum(1 for s in samples if not s.problem and s.id in done)
     todo = [s for s in samples if not s.problem and s.id not in done]
-    return _Plan(bench, out, store, todo, summary)
+    return _Plan(bench, out, store, todo, summary, {s.id for s in samples if not s.problem})
 
 
-def finish(plan: _Plan, ids: Sequence[str] | None = None) -> EvalSummary:
-    """Write skipped.txt and summary.json; the report covers the benchmark's records in the file
-    (those of this --limit when `ids` is given)."""
+def finish(plan: _Plan) -> EvalSummary:
+    """Write skipped.txt and summary.json; the report covers the records in the file of this run's
+    questions (a run with --limit 50 reports on those 50, even in a folder that holds more)."""
     (plan.out / SKIPPED_FILE).write_text("".join(f"{line}\n" for line in plan.summary.skipped), encoding="utf-8")
-    records = read_jsonl(plan.out / SAMPLES_FILE).records
-    if ids is not None:
-        wanted = set(ids)
-        records = [r for r in records if r["id"] in wanted]
+    records = [r for r in read_jsonl(plan.out / SAMPLES_FILE).records if r.get("id") in plan.ids]
     plan.summary.report = report(plan.bench.title, records, plan.bench.overall)
     write_json_atomic(plan.out / SUMMARY_FILE, {"questions": plan.summary.questions,
                                                 "skipped": plan.summary.skipped,
@@ -176,7 +170,6 @@ def run_eval(name: str, data: str | os.PathLike, out: str | os.PathLike, config:
     bench = benchmark(name)
     generation = generation_for(bench, max_new_tokens)
     plan = prepare(name, data, out, config, generation, limit, fsync)
-    all_ids = [s.id for s in load_samples(name, data)[:limit] if not s.problem] if limit else None
     engines: list[EngineLike] = [] if engine is None else [engine]
     started = time.perf_counter()
     bar = tqdm(plan.todo, desc=bench.name, unit="q", disable=not progress)
@@ -192,6 +185,9 @@ def run_eval(name: str, data: str | os.PathLike, out: str | os.PathLike, config:
                 engines.append(make_engine())
             try:
                 record = answer_sample(engines[0], bench, sample, config, generation, stop)
+                if stop is not None and stop.is_set():  # a cut-short answer is no answer: asked again on resume
+                    plan.summary.stopped = True
+                    break
             except (ValueError, OSError) as err:  # the video stage's and the request's errors: this question only
                 line = f"{sample.id}: {sample.video}: {one_line(err)}"
                 plan.summary.skipped.append(line)
@@ -208,7 +204,7 @@ def run_eval(name: str, data: str | os.PathLike, out: str | os.PathLike, config:
     finally:
         bar.close()
     plan.summary.seconds = time.perf_counter() - started
-    return finish(plan, all_ids)
+    return finish(plan)
 
 
 def one_line(err: BaseException) -> str:
@@ -267,7 +263,6 @@ def run_eval_ray(name: str, data: str | os.PathLike, out: str | os.PathLike, con
     bench = benchmark(name)
     generation = generation_for(bench, max_new_tokens)
     plan = prepare(name, data, out, config, generation, limit, fsync)
-    all_ids = [s.id for s in load_samples(name, data)[:limit] if not s.problem] if limit else None
     say = echo or (lambda message: None)
     started = time.perf_counter()
     if plan.todo:
@@ -306,7 +301,7 @@ def run_eval_ray(name: str, data: str | os.PathLike, out: str | os.PathLike, con
             if started_here:
                 ray.shutdown()
     plan.summary.seconds = time.perf_counter() - started
-    return finish(plan, all_ids)
+    return finish(plan)
 
 
 def with_eval_settings(config: AppConfig, *, frames: int | None = None, pool_mode: str | None = None,
