@@ -306,7 +306,8 @@ def load_longvideobench(folder: Path) -> list[Sample]:
 
 # --- MLVU (dev, multiple choice) ------------------------------------------------------------------
 # The authors' MLVU/json/<n>_<task>.json (video, duration, question, candidates, answer = the right
-# candidate's text, question_type); videos MLVU/video/<n>_<task>/<video>. `folder` is MLVU/ or its parent.
+# candidate's text, question_type); videos MLVU/video/<n>_<task>/<video> (or video/<task>/, as some
+# copies unpack). `folder` is MLVU/ or its parent.
 
 MLVU_TASKS = ("1_plotQA", "2_needle", "3_ego", "4_count", "5_order", "6_anomaly_reco", "7_topic_reasoning")
 
@@ -329,7 +330,8 @@ def load_mlvu(folder: Path) -> list[Sample]:
                 samples.append(_skip(sid, problem, where))
                 continue
             options = [str(c) for c in row["candidates"]]
-            video, problem = _video([folder / "video" / task / str(row["video"])])
+            video, problem = _video([folder / "video" / task / str(row["video"]),
+                                     folder / "video" / re.sub(r"^\d+_", "", task) / str(row["video"])])
             answer = _letter_of_text(row["answer"], options)
             if not problem and not answer:
                 problem = f"answer {row['answer']!r} is not one of the candidates"
