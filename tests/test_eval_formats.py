@@ -75,3 +75,10 @@ def test_a_folder_without_the_files_says_what_it_looked_for(tmp_path):
         assert str(tmp_path / "empty") in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(BenchmarkError, match="choose one of: videomme"):
         load_samples("imagenet", tmp_path)
+
+
+def test_video_paths_are_absolute_from_a_relative_data_folder(video, tmp_path, monkeypatch):
+    write("egoschema", tmp_path / "ego", video)
+    monkeypatch.chdir(tmp_path)
+    sample = next(s for s in load_samples("egoschema", Path("ego")) if not s.problem)
+    assert Path(sample.video).is_absolute() and sample.video == str(tmp_path / "ego" / "videos" / "q-1.mp4")

@@ -148,7 +148,7 @@ def load_videomme(folder: Path) -> list[Sample]:
     samples = []
     for n, row in enumerate(_table(path), 1):
         sid = str(row.get("question_id") or f"row{n}")
-        where = f"{path.name} row {n} ({sid})"
+        where = f"{path.name} row {n}"
         problem = _missing(row, ("videoID", "question", "options", "answer", "duration", "task_type"))
         if problem:
             samples.append(_skip(sid, problem, where))
@@ -285,7 +285,7 @@ def load_longvideobench(folder: Path) -> list[Sample]:
     samples = []
     for n, row in enumerate(_table(path), 1):
         sid = str(row.get("id") or f"row{n}")
-        where = f"{path.name} item {n} ({sid})"
+        where = f"{path.name} item {n}"
         if "candidates" in row:
             options = [str(c) for c in (row["candidates"] or [])]
         else:
@@ -365,7 +365,7 @@ def benchmark(name: str) -> Benchmark:
 def load_samples(name: str, folder: str | os.PathLike) -> list[Sample]:
     """Every question of benchmark `name` in `folder`, in the files' order (problems included)."""
     bench = benchmark(name)
-    folder = Path(folder)
+    folder = Path(folder).absolute()  # the records' video paths hold wherever a run (or a Ray worker) starts
     if not folder.is_dir():
         raise BenchmarkError(f"--data {folder}: not a folder")
     try:
