@@ -468,7 +468,8 @@ def eval_command(
                          frames=frames, time_instruction=time_instruction)
     try:
         from .eval.benchmarks import benchmark
-        from .eval.run import run_eval, run_eval_ray
+        from .eval.ray_run import run_eval_ray
+        from .eval.run import run_eval
 
         benchmark(bench)
         tokens = None if max_new_tokens is None else whole_number("max_new_tokens", max_new_tokens, 1,

@@ -1,4 +1,4 @@
-"""Benchmark runs on the Ray executor (eval/run.py run_eval_ray): one local Ray with 2 CPU workers,
+"""Benchmark runs on the Ray executor (eval/ray_run.py): one local Ray with 2 CPU workers,
 the scripted eval engine built inside the workers; the same records as the in-process runner,
 resumed without duplicates, and the CLI's --executor ray. Gated as tests/test_synth_ray.py is."""
 
@@ -20,7 +20,8 @@ from eval_fixtures import write  # noqa: E402
 from scripted_eval import ScriptedEvalEngine, scripted_eval_engine  # noqa: E402
 
 from llava_video_app.config import AppConfig  # noqa: E402
-from llava_video_app.eval.run import run_eval, run_eval_ray  # noqa: E402
+from llava_video_app.eval.ray_run import run_eval_ray  # noqa: E402
+from llava_video_app.eval.run import run_eval  # noqa: E402
 from llava_video_app.jsonl import read_jsonl  # noqa: E402
 
 pytestmark = pytest.mark.slow

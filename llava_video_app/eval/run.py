@@ -1,5 +1,6 @@
-"""A benchmark run into a folder, resumable: `run_eval` (in this process) and `run_eval_ray` (Ray
-actors, one engine per GPU) write the same records.
+"""A benchmark run into a folder, resumable: `run_eval` (in this process) and `ray_run.run_eval_ray`
+(Ray actors, one engine per GPU; it shares `prepare`, `answer_sample` and `finish` from here) write
+the same records.
 
     OUT/run.json        the benchmark, the data folder and the settings asked for (a resumed run
                         with other settings is refused: that would mix two experiments)
@@ -91,7 +92,7 @@ def eta_seconds(elapsed: float, done: int, remaining: int) -> float | None:
     return elapsed / done * remaining if done else None
 
 
-def _format_eta(seconds: float | None) -> str:
+def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     minutes, secs = divmod(int(seconds), 60)
@@ -198,7 +199,7 @@ def run_eval(name: str, data: str | os.PathLike, out: str | os.PathLike, config:
             answered += 1
             plan.summary.answered = answered
             eta = eta_seconds(time.perf_counter() - started, answered, len(plan.todo) - answered)
-            bar.set_postfix(eta=_format_eta(eta), refresh=False)
+            bar.set_postfix(eta=format_eta(eta), refresh=False)
             if on_sample:
                 on_sample(sample.id, "done", eta)
     finally:
@@ -210,98 +211,6 @@ def run_eval(name: str, data: str | os.PathLike, out: str | os.PathLike, config:
 def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text or type(err).__name__
-
-
-# --- Ray ------------------------------------------------------------------------------------------
-
-class SampleWorker:
-    """A Ray Data actor: one engine, made on its first question; each call answers one question (a
-    row) and appends its record itself (JsonlStore's appends are safe from many processes)."""
-
-    def __init__(self, name: str, out: str, config: AppConfig, max_new_tokens: int | None, engine_factory: Any,
-                 fsync: bool):
-        self.bench = benchmark(name)
-        self.generation = generation_for(self.bench, max_new_tokens)
-        self.config, self.factory = config, engine_factory
-        self.store = JsonlStore(Path(out) / SAMPLES_FILE, fsync=fsync)
-        self.engine: Any = None
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        sample = Sample.from_row(row)
-        if self.engine is None:
-            try:
-                self.engine = self.factory(self.config)
-            except Exception as err:  # returned as text: the driver raises it as its own type (synth's way)
-                from ..synth.ray_runner import _error_row
-
-                return {"id": sample.id, "status": "", "error": "", "engine_error": _error_row(err)}
-        try:
-            record = answer_sample(self.engine, self.bench, sample, self.config, self.generation)
-        except (ValueError, OSError) as err:
-            return {"id": sample.id, "status": "skipped", "error": f"{sample.id}: {sample.video}: {one_line(err)}",
-                    "engine_error": ""}
-        self.store.append([record])
-        return {"id": sample.id, "status": "done", "error": "", "engine_error": ""}
-
-
-def run_eval_ray(name: str, data: str | os.PathLike, out: str | os.PathLike, config: AppConfig | None = None, *,
-                 engine_factory: Any = None, address: str | None = None, workers: int | None = None,
-                 gpus_per_worker: float | None = None, limit: int | None = None,
-                 max_new_tokens: int | None = None, progress: bool = True, fsync: bool = True,
-                 echo: Callable[[str], None] | None = None) -> EvalSummary:
-    """`run_eval` on Ray: the questions spread over actor workers (one engine per GPU, or CPU workers
-    with --gpus-per-worker 0), the same records in the same folder; resumable the same way."""
-    import logging
-
-    from tqdm import tqdm
-
-    from ..synth.ray_runner import (_connect, _describe_cluster, _raised_error, default_engine, import_ray,
-                                    plan_workers, worker_config)
-
-    ray = import_ray()
-    config = config or AppConfig()
-    bench = benchmark(name)
-    generation = generation_for(bench, max_new_tokens)
-    plan = prepare(name, data, out, config, generation, limit, fsync)
-    say = echo or (lambda message: None)
-    started = time.perf_counter()
-    if plan.todo:
-        started_here = _connect(ray, address)
-        try:
-            workers_plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker)
-            engine_config = worker_config(config, workers_plan)
-            say(f"Ray: {_describe_cluster(ray.cluster_resources())}; {workers_plan.describe()}; "
-                f"{len(plan.todo)} questions")
-            context = ray.data.DataContext.get_current()
-            context.enable_progress_bars = False
-            logging.getLogger("ray.data").setLevel(logging.WARNING if progress else logging.ERROR)
-            rows = [s.to_row() for s in plan.todo]
-            outcomes = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map(
-                SampleWorker,
-                fn_constructor_kwargs={"name": name, "out": str(plan.out), "config": engine_config,
-                                       "max_new_tokens": max_new_tokens,
-                                       "engine_factory": engine_factory or default_engine, "fsync": fsync},
-                compute=ray.data.ActorPoolStrategy(size=workers_plan.workers, max_tasks_in_flight_per_actor=1),
-                num_cpus=workers_plan.cpus_per_worker, num_gpus=workers_plan.gpus_per_worker or None)
-            bar = tqdm(total=len(plan.todo), desc=bench.name, unit="q", disable=not progress)
-            try:
-                for row in outcomes.iter_rows():
-                    if row["engine_error"]:
-                        raise _raised_error(row["engine_error"])
-                    if row["status"] == "done":
-                        plan.summary.answered += 1
-                    else:
-                        plan.summary.skipped.append(row["error"])
-                    bar.update(1)
-                    eta = eta_seconds(time.perf_counter() - started, bar.n, len(plan.todo) - bar.n)
-                    bar.set_postfix(eta=_format_eta(eta), refresh=False)
-            finally:
-                bar.close()
-        finally:
-            if started_here:
-                ray.shutdown()
-    plan.summary.seconds = time.perf_counter() - started
-    return finish(plan)
 
 
 def with_eval_settings(config: AppConfig, *, frames: int | None = None, pool_mode: str | None = None,
