@@ -177,7 +177,8 @@ class Engine:
         prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
         ids = self.model.tokenize(prompt)
         stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
-                                video_s=decoded - started, vision_s=encoded - decoded)
+                                video_s=0.0 if clip_was_cached else decoded - started,
+                                vision_s=0.0 if features_cached else encoded - decoded)  # a lookup is not work
         yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,

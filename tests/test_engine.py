@@ -188,15 +188,21 @@ def test_prefill_shapes_come_in_buckets_and_the_padding_changes_nothing(tiny_eng
         hook.remove()
 
 
-def test_time_to_first_token_is_broken_down(tiny_engine, sample_video):
+def test_time_to_first_token_is_broken_down(tiny_engine, sample_video, monkeypatch):
+    """Each part is timed when it does work and is 0 when it came from a cache (counted, not timed against
+    another run: a busy machine makes any run slow)."""
     settings = GenerationSettings(max_new_tokens=3)
     tiny_engine.ask(sample_video, "What moves?", settings=settings)
     cold = tiny_engine.last_stats
-    assert cold.video_s > 0 and cold.vision_s > 0 and cold.prefill_s > 0
-    assert cold.video_s + cold.vision_s + cold.prefill_s <= cold.time_to_first_token_s
+    assert not cold.video_cached and cold.video_s > 0 and cold.vision_s > 0 and cold.prefill_s > 0
+    # nested intervals of one clock (1e-9: float rounding of the differences), not a speed
+    assert cold.video_s + cold.vision_s + cold.prefill_s <= cold.time_to_first_token_s + 1e-9
+    work = []
+    monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: work.append("decode"))
+    monkeypatch.setattr(tiny_engine.model, "encode_video", lambda frames: work.append("encode"))
     tiny_engine.ask(sample_video, "Which way?", settings=settings)
     warm = tiny_engine.last_stats
-    assert warm.video_cached and warm.vision_s < cold.vision_s and warm.video_s < cold.video_s
+    assert work == [] and warm.video_cached and warm.video_s == 0 and warm.vision_s == 0 and warm.prefill_s > 0
 
 
 def test_prompts_answered_as_one_batch_equal_their_answers_one_by_one(tiny_engine):
@@ -261,8 +267,6 @@ def decoder_calls(monkeypatch):
 
 
 def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_model, sample_video, decoder_calls):
-    import time
-
     from llava_video_app.config import AppConfig
     from llava_video_app.request import RequestError
 
@@ -272,14 +276,12 @@ def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_m
     too_many = (r"^too many frames: 100000 frames make 1,200,000 visual tokens and 59\d,\d{3} of timestamps; with "
                 r"the rest of the prompt \(\d+ tokens\) and up to 16 new tokens this request needs .*: use at most "
                 r"about 1,8\d\d frames$")
-    started = time.perf_counter()
     with pytest.raises(RequestError, match=too_many):
         engine.check_request(sample_video, "What happens?", frames=100_000)
     with pytest.raises(RequestError, match=too_many):
         next(engine.stream(sample_video, "What happens?"))
-    elapsed = time.perf_counter() - started
+    # "before any decoding" is counted, not timed: no frame read, nothing cached
     assert decoder_calls == [] and len(engine._clips) == 0 and len(engine._features) == 0
-    assert elapsed < 1.0, f"refused in {elapsed:.2f} s"
     engine.ask(engine.load_clip(sample_video, frames=8), "What happens?", settings=GenerationSettings(max_new_tokens=2))
     assert decoder_calls, "a request that fits is decoded and answered"
 
