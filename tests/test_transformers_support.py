@@ -69,3 +69,16 @@ def test_the_cli_under_the_installed_transformers(tiny_checkpoint, sample_video)
     else:
         assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == f"error: {reason}"
     assert "Traceback" not in result.stderr
+
+
+def test_torchs_notice_about_torchaos_enums_is_not_printed_but_other_pytree_warnings_are():
+    """torch 2.14 logs two `... is an Enum subclass ... register_constant()` lines whenever torchao is imported,
+    which transformers does on import when torchao is installed: every command started with them."""
+    pytest.importorskip("torchao")
+    script = ("import llava_video_app, logging\n"
+              "from transformers import Qwen2ForCausalLM\n"
+              "import torchao\n"
+              "logging.getLogger('torch.utils._pytree').warning('%s still shows', 'a real warning')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "register_constant" not in result.stderr and "a real warning still shows" in result.stderr
