@@ -70,6 +70,8 @@ def run_app(config: AppConfig) -> None:
     whoever started it from a terminal. The Space (spaces/app.py) keeps serving its error page."""
     holder = EngineHolder(config).start()
     demo = build_ui(VideoChat(holder), extra_tabs=[synth_tab])
+    if not holder.loading and holder.error is not None:  # failed before the page was up: nothing to serve
+        raise SystemExit(1)
     launch(demo, config, prevent_thread_lock=True)
     holder.wait()
     if holder.error is not None:
