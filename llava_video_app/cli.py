@@ -32,15 +32,20 @@ EXIT_INTERRUPTED = 130
 # Options shared by the commands that run the model (None = "not given": config/env decide).
 ModelOpt = typer.Option(None, "--model", help="Hub id or local folder (default: LLaVA-Video-7B-Qwen2 on CUDA, "
                                               "llava-onevision-qwen2-0.5b-ov on CPU).")
-QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default: 4bit on CUDA, fp32 on CPU).")
+QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default on a CUDA GPU: int4 on "
+                        "Ampere or newer with torchao, else 4bit; fp32 on CPU).")
 DeviceOpt = typer.Option(None, "--device", help="cuda, cuda:N or cpu.")
 # Numbers without typer's own min/max: request.check_request (the API's check) says what is wrong.
-FramesOpt = typer.Option(None, "--frames", metavar="INTEGER", help="Frames sampled uniformly (default 64, at most "
-                         "the app's max_frames, 128 unless LLAVA_VIDEO_MAX_FRAMES says otherwise).")
+# Defaults in the help come from AppConfig, so --help cannot drift from what runs (tests/test_readme.py
+# holds the README to the same words).
+FramesOpt = typer.Option(None, "--frames", metavar="INTEGER", help=f"Frames sampled uniformly (default "
+                         f"{AppConfig.frames}, at most the app's max_frames, {AppConfig.max_frames} unless "
+                         "LLAVA_VIDEO_MAX_FRAMES says otherwise).")
 StartOpt = typer.Option(None, "--start", help="Trim start, seconds.")
 EndOpt = typer.Option(None, "--end", help="Trim end, seconds.")
-MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help="Longest answer, in tokens "
-                            "(default 1024, at most max_new_tokens_limit, 4096).")
+MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help=f"Longest answer, in tokens (default "
+                            f"{AppConfig.max_new_tokens}, at most max_new_tokens_limit, "
+                            f"{AppConfig.max_new_tokens_limit}).")
 TemperatureOpt = typer.Option(None, "--temperature", help="0 = greedy (default), at most 2.")
 TopPOpt = typer.Option(None, "--top-p", help="Nucleus sampling threshold, in (0, 1].")
 PoolOpt = typer.Option(None, "--pool-mode", help="Override the checkpoint's mm_spatial_pool_mode (average, max, bilinear).")
@@ -255,8 +260,9 @@ def tiny_checkpoint(
 def app_command(
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
     frames: Optional[float] = FramesOpt, compile: Optional[bool] = CompileOpt,
-    host: Optional[str] = typer.Option(None, "--host", help="Address to serve on (default 127.0.0.1: this machine only)."),
-    port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
+    host: Optional[str] = typer.Option(None, "--host", help=f"Address to serve on (default {AppConfig.host}: "
+                                       "this machine only)."),
+    port: Optional[int] = typer.Option(None, "--port", help=f"Port (default {AppConfig.port})."),
     share: Optional[bool] = typer.Option(None, "--share", help="Also serve on a public gradio.live link."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Where generated data is written."),
     mcp_server: Optional[bool] = typer.Option(None, "--mcp-server", help="Also serve the API as an MCP server "
