@@ -353,8 +353,9 @@ def test_a_language_model_that_ignores_the_kv_cache_stops_the_answer(tiny_engine
     from llava_video_app import transformers_support
 
     monkeypatch.setattr(transformers_support, "cache_argument", lambda: "cache_no_release_reads")
-    for request in (lambda: tiny_engine.ask(sample_video, "What moves?", settings=GenerationSettings(max_new_tokens=3)),
-                    lambda: list(tiny_engine.answer_texts(["One?", "Two?"], settings=GenerationSettings(max_new_tokens=3))),
+    short = GenerationSettings(max_new_tokens=3)
+    for request in (lambda: tiny_engine.ask(sample_video, "What moves?", settings=short),
+                    lambda: list(tiny_engine.answer_texts(["One?", "Two?"], settings=short)),
                     lambda: tiny_engine.prompt_logits(None, "Hello")):
         with pytest.raises(RuntimeError, match=r"kept 0 of the \d+ positions .* KV cache"):
             request()

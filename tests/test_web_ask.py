@@ -68,7 +68,8 @@ def test_answer_streams_growing_text_and_shows_the_frames_and_stats(chat, sample
     texts = _answers(outputs)
     grown = [t for t in texts if t]
     assert len(chunks) >= 2 or engine.last_stats.new_tokens == 1
-    assert grown[:len(chunks)] == ["".join(chunks[:i + 1]) for i in range(len(chunks))], "one update per chunk, in order"
+    so_far = ["".join(chunks[:i + 1]) for i in range(len(chunks))]
+    assert grown[:len(chunks)] == so_far, "one update per chunk, in order"
     assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), "text only grows"
     gallery = outputs[0][2]
     assert len(gallery) == 8

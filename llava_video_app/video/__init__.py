@@ -20,8 +20,7 @@ shared between threads.
 
 Here: the public entry points (probe_video, plan_clip, load_video) and the choice of reader. The
 rest: sampling.py (which frames), probe.py (the header read), container.py (av.open across PyAV 14-19),
-pyav_reader.py and decord_reader.py,
-parallel.py (threads), errors.py.
+pyav_reader.py and decord_reader.py, parallel.py (threads), errors.py.
 """
 
 from __future__ import annotations
