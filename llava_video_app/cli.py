@@ -32,15 +32,20 @@ EXIT_INTERRUPTED = 130
 # Options shared by the commands that run the model (None = "not given": config/env decide).
 ModelOpt = typer.Option(None, "--model", help="Hub id or local folder (default: LLaVA-Video-7B-Qwen2 on CUDA, "
                                               "llava-onevision-qwen2-0.5b-ov on CPU).")
-QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default: 4bit on CUDA, fp32 on CPU).")
+QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default on a CUDA GPU: int4 on "
+                        "Ampere or newer with torchao, else 4bit; fp32 on CPU).")
 DeviceOpt = typer.Option(None, "--device", help="cuda, cuda:N or cpu.")
 # Numbers without typer's own min/max: request.check_request (the API's check) says what is wrong.
-FramesOpt = typer.Option(None, "--frames", metavar="INTEGER", help="Frames sampled uniformly (default 64, at most "
-                         "the app's max_frames, 128 unless LLAVA_VIDEO_MAX_FRAMES says otherwise).")
+# Defaults in the help come from AppConfig, so --help cannot drift from what runs (tests/test_readme.py
+# holds the README to the same words).
+FramesOpt = typer.Option(None, "--frames", metavar="INTEGER", help=f"Frames sampled uniformly (default "
+                         f"{AppConfig.frames}, at most the app's max_frames, {AppConfig.max_frames} unless "
+                         "LLAVA_VIDEO_MAX_FRAMES says otherwise).")
 StartOpt = typer.Option(None, "--start", help="Trim start, seconds.")
 EndOpt = typer.Option(None, "--end", help="Trim end, seconds.")
-MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help="Longest answer, in tokens "
-                            "(default 1024, at most max_new_tokens_limit, 4096).")
+MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help=f"Longest answer, in tokens (default "
+                            f"{AppConfig.max_new_tokens}, at most max_new_tokens_limit, "
+                            f"{AppConfig.max_new_tokens_limit}).")
 TemperatureOpt = typer.Option(None, "--temperature", help="0 = greedy (default), at most 2.")
 TopPOpt = typer.Option(None, "--top-p", help="Nucleus sampling threshold, in (0, 1].")
 PoolOpt = typer.Option(None, "--pool-mode", help="Override the checkpoint's mm_spatial_pool_mode (average, max, bilinear).")
@@ -54,11 +59,23 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
 
 
 def user_errors():
-    """Exceptions that are the user's input, reported as one line."""
+    """Exceptions that are the user's input (or installation), reported as one line."""
     from .checkpoint import CheckpointError
+    from .transformers_support import UnsupportedTransformersError
     from .video import VideoError
 
-    return (VideoError, CheckpointError, ValueError, FileNotFoundError)
+    return (VideoError, CheckpointError, ValueError, FileNotFoundError, UnsupportedTransformersError)
+
+
+def require_supported_transformers() -> None:
+    """Before a command that runs the model does anything: one line and exit 1 under a transformers
+    outside the supported range (transformers_support.SPEC), rather than wrong answers or a traceback."""
+    from .transformers_support import UnsupportedTransformersError, check_transformers
+
+    try:
+        check_transformers()
+    except UnsupportedTransformersError as err:
+        fail(str(err))
 
 
 def load_config(**overrides) -> AppConfig:
@@ -107,6 +124,7 @@ def _run(config: AppConfig, video: Path, question: str, request: "RequestSetting
     from .engine import Engine
     from .video import plan_clip
 
+    require_supported_transformers()
     stop = threading.Event()
     frames, start, end = request.frames, request.start, request.end
     try:
@@ -242,8 +260,9 @@ def tiny_checkpoint(
 def app_command(
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
     frames: Optional[float] = FramesOpt, compile: Optional[bool] = CompileOpt,
-    host: Optional[str] = typer.Option(None, "--host", help="Address to serve on (default 127.0.0.1: this machine only)."),
-    port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
+    host: Optional[str] = typer.Option(None, "--host", help=f"Address to serve on (default {AppConfig.host}: "
+                                       "this machine only)."),
+    port: Optional[int] = typer.Option(None, "--port", help=f"Port (default {AppConfig.port})."),
     share: Optional[bool] = typer.Option(None, "--share", help="Also serve on a public gradio.live link."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Where generated data is written."),
     mcp_server: Optional[bool] = typer.Option(None, "--mcp-server", help="Also serve the API as an MCP server "
@@ -251,6 +270,7 @@ def app_command(
 ) -> None:
     """The web app, as `python app.py`: upload a video, pick a task, watch the answer stream. Settings
     also come from LLAVA_VIDEO_* environment variables; flags win."""
+    require_supported_transformers()
     from .web.app import run_app
 
     run_app(load_config(model=model, quant=quant, device=device, frames=frames, host=host, port=port, share=share,
@@ -297,6 +317,8 @@ def synth(
     """LLaVA-Video-178K-style data (captions, open-ended and multiple-choice QA) from videos; resumable."""
     from .synth.batch import list_videos, run_batch
 
+    if engine_factory is None:  # the model itself will run (tests pass scripted engines)
+        require_supported_transformers()
     if executor not in EXECUTORS:
         fail(f"--executor must be {' or '.join(EXECUTORS)}, not {executor!r}")
     if executor != "ray" and (address, workers, gpus_per_worker) != (None, None, None):

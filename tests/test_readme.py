@@ -41,3 +41,42 @@ def test_the_venv_part_works_with_a_stock_debian_python(tmp_path):
     result = subprocess.run(["bash", "-euc", command], cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == str(tmp_path / ".venv" / "bin" / "pip")
+
+
+def _help_texts(command: str) -> dict[str, str]:
+    """`llava-video COMMAND --help`'s text per option, as click holds it."""
+    import typer
+
+    from llava_video_app import cli
+
+    group = typer.main.get_command(cli.app)
+    return {param.opts[0]: param.help or "" for param in group.commands[command].params if getattr(param, "opts", None)}
+
+
+def test_the_readme_and_help_state_the_defaults_that_run(monkeypatch):
+    """`--help` and the README's option list give each default as AppConfig (and, for --quant on a GPU,
+    default_gpu_quant on a current one) has it."""
+    import torch
+
+    from llava_video_app.config import AppConfig, default_gpu_quant
+
+    readme = " ".join((ROOT / "README.md").read_text().split())  # lines re-joined
+    config = AppConfig()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100/H200
+    gpu_quant = default_gpu_quant("cuda")
+    for command in ("ask", "caption", "app"):
+        helps = _help_texts(command)
+        assert f"default {config.frames}, " in helps["--frames"] and f", {config.max_frames} " in helps["--frames"]
+        assert f"default on a CUDA GPU: {gpu_quant} " in helps["--quant"] and "fp32 on CPU" in helps["--quant"]
+        if command != "app":
+            assert (f"default {config.max_new_tokens}, " in helps["--max-new-tokens"]
+                    and f"{config.max_new_tokens_limit})" in helps["--max-new-tokens"])
+            assert "greedy (default)" in helps["--temperature"] and config.temperature == 0
+    helps = _help_texts("app")
+    assert f"default {config.host}:" in helps["--host"] and f"default {config.port})" in helps["--port"]
+
+    assert f"`--frames` (default {config.frames}, at most {config.max_frames})" in readme
+    assert f"`--max-new-tokens` (default {config.max_new_tokens}, at most {config.max_new_tokens_limit})" in readme
+    assert "`--temperature` (0 = greedy, the default;" in readme
+    assert f"on a CUDA GPU the default is `{gpu_quant}`" in readme and "fp32 on CPU" in readme
+    assert f"serves on http://{config.host}:{config.port} " in readme

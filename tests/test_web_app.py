@@ -71,3 +71,19 @@ def test_mcp_server_without_its_extra_is_a_clear_message(tiny_engine):
         pytest.skip("gradio's mcp extra is installed here")
     with pytest.raises(SystemExit, match=r"gradio\[mcp\]"):
         launch(build_ui(tiny_engine), AppConfig(mcp_server=True), prevent_thread_lock=True)
+
+
+def test_python_app_py_whose_model_cannot_load_says_so_and_exits_non_zero(tmp_path):
+    """A newcomer without a GPU or the Hub gets one line and exit code 1, not a page that can never answer."""
+    import subprocess
+    import sys
+
+    from app_process import ROOT, free_port
+
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    result = subprocess.run([sys.executable, "app.py", "--model", str(not_a_model), "--device", "cpu",
+                             "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "error: the model could not be loaded: " in result.stderr and "not-a-model" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -63,6 +63,18 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
 
 
 def run_app(config: AppConfig) -> None:
-    """Serve at once, load the model in the background (its progress shows in the status line)."""
+    """Serve at once, load the model in the background (its progress shows in the status line).
+
+    A model that cannot be loaded (no GPU for it, no network for the Hub, a wrong path) ends the app
+    with exit code 1 after the holder's one-line message: a page that can never answer is no use to
+    whoever started it from a terminal. The Space (spaces/app.py) keeps serving its error page."""
     holder = EngineHolder(config).start()
-    launch(build_ui(VideoChat(holder), extra_tabs=[synth_tab]), config)
+    demo = build_ui(VideoChat(holder), extra_tabs=[synth_tab])
+    if not holder.loading and holder.error is not None:  # failed before the page was up: nothing to serve
+        raise SystemExit(1)
+    launch(demo, config, prevent_thread_lock=True)
+    holder.wait()
+    if holder.error is not None:
+        demo.close()
+        raise SystemExit(1)
+    demo.block_thread()  # until Ctrl+C

@@ -57,6 +57,11 @@ class EngineHolder:
             self._done.set()
         return self
 
+    def wait(self) -> None:
+        """Until the load has succeeded or failed (in short waits, so that Ctrl+C still interrupts)."""
+        while not self._done.wait(0.5):
+            pass
+
     def progress(self, message: str) -> None:
         self.messages.append(message)
         print(message, file=sys.stderr, flush=True)
