@@ -342,3 +342,27 @@ def test_the_engine_bounds_tokens_not_characters_so_the_recipes_long_prompts_run
     engine = Engine(tiny_model, AppConfig(frames=8, max_new_tokens=16, max_question_chars=20))
     assert engine.ask_text("Describe these windows: " + "the square moves right. " * 50,
                            settings=GenerationSettings(max_new_tokens=2))
+
+
+def test_a_language_model_that_ignores_the_kv_cache_stops_the_answer(tiny_engine, sample_video, monkeypatch):
+    """transformers 5.17-5.23 read the cache as `past_key_values` and swallow an unknown `cache=`: the model then
+    answers with no context and nothing says so. Passing the cache under a name no release reads makes that happen
+    on any version; the engine must refuse instead of answering."""
+    from llava_video_app import transformers_support
+
+    monkeypatch.setattr(transformers_support, "cache_argument", lambda: "cache_no_release_reads")
+    for request in (lambda: tiny_engine.ask(sample_video, "What moves?", settings=GenerationSettings(max_new_tokens=3)),
+                    lambda: list(tiny_engine.answer_texts(["One?", "Two?"], settings=GenerationSettings(max_new_tokens=3))),
+                    lambda: tiny_engine.prompt_logits(None, "Hello")):
+        with pytest.raises(RuntimeError, match=r"kept 0 of the \d+ positions .* KV cache"):
+            request()
+
+
+def test_the_cache_goes_under_the_name_the_installed_transformers_reads():
+    import inspect
+
+    from transformers import Qwen2ForCausalLM
+
+    from llava_video_app.transformers_support import cache_argument
+
+    assert cache_argument() in inspect.signature(Qwen2ForCausalLM.forward).parameters
