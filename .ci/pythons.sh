@@ -7,7 +7,8 @@ NEWEST_PYTHON=3.13
 find_python() {
   local version=$1 root candidate
   root=$(pyenv root 2>/dev/null || true)
-  for candidate in ${root:+"$root"/versions/"$version".*/bin/python"$version"} "$(command -v "python$version" || true)"; do
+  for candidate in ${root:+"$root"/versions/"$version".*/bin/python"$version"} \
+                   "$(command -v "python$version" || true)"; do
     [ -n "$candidate" ] && [ -x "$candidate" ] || continue
     # pyenv's shims exist for every installed version but only run in the selected one: ask the interpreter.
     if [ "$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$version" ]; then
