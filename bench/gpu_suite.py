@@ -460,7 +460,7 @@ def markdown(results: list[dict], logits: dict) -> str:
             lines.append(f"\nSynthesis: {r.get('videos_per_hour', '-')} one-minute videos/hour "
                          f"({r.get('seconds_per_video', '-')} s per video).")
     if logits:
-        lines.append("\nLast-position logits of the caption prompt (eager; bf16 compiled with --quick) vs bf16: "
+        lines.append("\nLast-position logits of the caption prompt vs bf16 (a prefill: the same eager or compiled): "
                      + "; ".join(f"{k}: max|diff|/std {v.get('max_abs_diff_over_std', '-')}, cosine "
                                  f"{v.get('cosine', '-')}, same top-1 {v.get('same_top1', '-')}"
                                  for k, v in logits.items()))
