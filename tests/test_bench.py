@@ -120,7 +120,8 @@ def test_a_part_killed_half_way_keeps_what_it_measured_and_the_suite_goes_on(tmp
     try:
         wait_for(lambda: re.search(r"== nf4 \(pid (\d+)", log.read_text()), "nf4 child")
         pid = int(re.search(r"== nf4 \(pid (\d+)", log.read_text()).group(1))
-        wait_for(lambda: '"eager"' in (work / "nf4.jsonl").read_text(), "eager figures")
+        record = work / "nf4.jsonl"
+        wait_for(lambda: record.exists() and '"eager"' in record.read_text(), "eager figures")
         os.kill(pid, signal.SIGKILL)
         assert suite.wait(timeout=400) == 1, log.read_text()[-3000:]
     finally:
