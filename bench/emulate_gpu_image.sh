@@ -42,7 +42,7 @@ work=$tmp/work
 run preflight --dry-run --parts preflight --workdir "$work"
 run quick --dry-run --quick --budget 540 --workdir "$work"
 if [ "${EMULATE:-all}" != quick ]; then
-  run full-1 --dry-run --parts preflight,nf4,restart,int4 --budget 540 --workdir "$work"
-  run full-2 --dry-run --parts bf16,synth --continue --budget 540 --workdir "$work"
+  run full-1 --dry-run --parts preflight,nf4,restart,bf16 --budget 540 --workdir "$work"
+  run full-2 --dry-run --parts int4,synth --continue --budget 540 --workdir "$work"
 fi
 echo "emulate: every dry run passed on the image's versions; reports in $REPORTS"

@@ -3,8 +3,8 @@
 
     python bench/gpu_suite.py --quick      # a CUDA machine, ~6 min: int4 and nf4 eager + compiled, bf16 compiled
     python bench/gpu_suite.py              # everything, ~12 min: split it over two calls of 10 min, e.g.
-    python bench/gpu_suite.py --parts preflight,nf4,restart,int4 --budget 560
-    python bench/gpu_suite.py --parts bf16,synth --continue --budget 560   # same machine, report of both
+    python bench/gpu_suite.py --parts preflight,nf4,restart,bf16 --budget 540
+    python bench/gpu_suite.py --parts int4,synth --continue --budget 540   # same machine: one report of both
     python bench/gpu_suite.py --dry-run [--quick]  # the tiny checkpoint on CPU: checks every part end to end
 
 On the GPU machine it runs through bench/gpu_run.sh, with the wheels of bench/gpu_wheels.sh (docs/benchmarks.md).
@@ -63,9 +63,9 @@ OLD_WAY_FOLLOW_UPS = ("What is in the background?", "Is there any text visible i
                       "List every colour you can see in the video, from the most to the least common one, and say "
                       "which objects have each colour and whether any colour changes over time.")
 CAPTION = "Please describe this video in detail."
-# The default route first (restart reuses its compile caches); int4 and bf16 decide the default (the
-# logits comparison needs bf16). Split over two calls: docs/benchmarks.md.
-PARTS = ("preflight", "nf4", "restart", "int4", "bf16", "synth")
+# The default route first (restart reuses its compile caches), then bf16 (int4's logits are compared with
+# it). Split over two 10-minute calls after restart and after bf16 (docs/benchmarks.md).
+PARTS = ("preflight", "nf4", "restart", "bf16", "int4", "synth")
 # --quick: int4 first (it has never run on a GPU: the new information, and a crash shows at once).
 QUICK_PARTS = ("preflight", "int4", "nf4", "bf16")
 QUANT_OF = {"nf4": "4bit", "int4": "int4", "bf16": "bf16"}
@@ -414,6 +414,23 @@ def compare_logits(work: Path) -> dict:
     return rows
 
 
+def choose_default(results: list[dict], logits: dict) -> tuple[str | None, str]:
+    """The CUDA default the figures choose: int4 only when its compiled decoding is faster than NF4's and
+    its last-position logits are at least as close to bf16's (max |diff| / std, cosine, top-1); NF4, the
+    route that has run on a GPU, otherwise. None while a figure is missing."""
+    tok_s = {r.get("quant"): (r.get("compiled") or {}).get("decode_tok_s") for r in results}
+    int4, nf4 = logits.get("int4"), logits.get("nf4")
+    if not (tok_s.get("int4") and tok_s.get("4bit") and int4 and nf4):
+        return None, "not decided: it needs int4's and NF4's compiled tokens/s and their logits against bf16"
+    faster = tok_s["int4"] > tok_s["4bit"]
+    closer = (int4["max_abs_diff_over_std"] <= nf4["max_abs_diff_over_std"] and int4["cosine"] >= nf4["cosine"]
+              and (int4["same_top1"] or not nf4["same_top1"]))
+    why = (f"int4 {tok_s['int4']} vs NF4 {tok_s['4bit']} compiled tokens/s; logits vs bf16: int4 max|diff|/std "
+           f"{int4['max_abs_diff_over_std']}, cosine {int4['cosine']}; NF4 {nf4['max_abs_diff_over_std']}, "
+           f"cosine {nf4['cosine']}")
+    return ("int4" if faster and closer else "4bit"), why
+
+
 def _ttfts(rows) -> str:
     return ", ".join(str(f.get("ttft_s", "-")) for f in rows or []) or "-"
 
@@ -464,6 +481,8 @@ def markdown(results: list[dict], logits: dict) -> str:
                      + "; ".join(f"{k}: max|diff|/std {v.get('max_abs_diff_over_std', '-')}, cosine "
                                  f"{v.get('cosine', '-')}, same top-1 {v.get('same_top1', '-')}"
                                  for k, v in logits.items()))
+    choice, why = choose_default(results, logits)
+    lines.append(f"\nThe CUDA default these figures choose: {choice or '-'} ({why}).")
     failed = [f"{r.get('part', '?')} ({r['error']})" for r in results if r.get("error")]
     if failed:
         lines.append("\nDid not finish (figures above are what they measured first): " + "; ".join(failed) + ".")
@@ -502,7 +521,7 @@ def main() -> None:
                         "--quick); preflight is a part: leave it out of a second call on the same machine")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default /tmp/llava-video-7b-random")
     parser.add_argument("--out", type=Path, default=None, help="the report's folder: default $OUT when set, "
-                        "else bench/results (gpu_suite[-dry-run].json/.md)")
+                        "else bench/results (gpu_suite[-quick][-dry-run].json/.md)")
     parser.add_argument("--workdir", type=Path, default=None, help="the parts' records and logits: default "
                         "bench/.cache/suite[-dry-run]")
     parser.add_argument("--continue", dest="keep", action="store_true", help="keep the parts an earlier call "
@@ -534,7 +553,7 @@ def main() -> None:
     for stale in [*work.glob("*.jsonl"), *work.glob("*.pt")]:  # an earlier run's parts must not be reported
         if not args.keep or stale.stem.removeprefix("logits_") in parts:
             stale.unlink()
-    name = "gpu_suite-dry-run" if args.dry_run else "gpu_suite"
+    name = "gpu_suite" + "-quick" * args.quick + "-dry-run" * args.dry_run
     out.mkdir(parents=True, exist_ok=True)
     results = [{"part": p.stem, **read_record(p), "from_earlier_call": True}
                for p in sorted(work.glob("*.jsonl")) if p.stem not in parts]
@@ -577,7 +596,7 @@ def write_report(out: Path, name: str, results: list[dict], work: Path, started:
         "dry_run": args.dry_run, "quick": args.quick, "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
         "command": " ".join(sys.argv), "total_s": round(time.perf_counter() - started, 1), "logits_vs_bf16": logits,
-        "parts": results,
+        "parts": results, "cuda_default_chosen": choose_default(results, logits)[0],
     }
     for package in ("bitsandbytes", "torchao", "av", "accelerate"):
         try:

@@ -47,6 +47,26 @@ def test_the_report_is_written_whatever_figures_a_part_is_missing():
     assert "Restart" not in table and "Synthesis:" not in table  # nothing measured, nothing claimed
 
 
+def test_the_figures_choose_int4_only_when_it_is_faster_and_as_close_to_bf16():
+    suite = load("gpu_suite")
+
+    def parts(int4_tok_s, nf4_tok_s):
+        return [{"part": "nf4", "quant": "4bit", "compiled": {"decode_tok_s": nf4_tok_s}},
+                {"part": "int4", "quant": "int4", "compiled": {"decode_tok_s": int4_tok_s}}]
+
+    nf4 = {"max_abs_diff_over_std": 0.35, "cosine": 0.995, "same_top1": True}
+    closer = {"max_abs_diff_over_std": 0.30, "cosine": 0.996, "same_top1": True}
+    assert suite.choose_default(parts(150, 76), {"nf4": nf4, "int4": closer})[0] == "int4"
+    assert suite.choose_default(parts(70, 76), {"nf4": nf4, "int4": closer})[0] == "4bit"  # slower
+    further = {**closer, "cosine": 0.99}
+    assert suite.choose_default(parts(150, 76), {"nf4": nf4, "int4": further})[0] == "4bit"
+    assert suite.choose_default(parts(150, 76), {"nf4": nf4, "int4": {**closer, "same_top1": False}})[0] == "4bit"
+    assert suite.choose_default(parts(150, None), {"nf4": nf4, "int4": closer})[0] is None  # nf4 cut short
+    assert suite.choose_default(parts(150, 76), {"int4": closer})[0] is None  # no bf16 logits for nf4
+    table = suite.markdown(parts(150, 76), {"nf4": nf4, "int4": closer})
+    assert "The CUDA default these figures choose: int4 (int4 150 vs NF4 76 compiled tokens/s;" in table
+
+
 def test_a_record_keeps_every_figure_up_to_a_write_cut_off(tmp_path):
     suite = load("gpu_suite")
     rec = suite.Record(tmp_path / "int4.jsonl")
@@ -94,7 +114,7 @@ def test_a_budget_spent_skips_every_part_and_the_report_goes_to_out(tmp_path):
                            str(tmp_path / "work")], capture_output=True, text=True, timeout=240,
                           env={**os.environ, "OUT": str(out)})
     assert done.returncode == 1, done.stderr[-2000:]
-    report = json.loads((out / "gpu_suite-dry-run.json").read_text())
+    report = json.loads((out / "gpu_suite-quick-dry-run.json").read_text())
     assert [p["part"] for p in report["parts"]] == ["preflight", "int4", "nf4", "bf16"]
     assert all(p["error"].startswith("skipped: 0 s of --budget left") for p in report["parts"])
     assert not (tmp_path / "work" / "int4.jsonl").exists()  # no part was started
@@ -127,12 +147,12 @@ def test_a_part_killed_half_way_keeps_what_it_measured_and_the_suite_goes_on(tmp
     finally:
         if suite.poll() is None:
             suite.kill()
-    report = json.loads((tmp_path / "out" / "gpu_suite-dry-run.json").read_text())
+    report = json.loads((tmp_path / "out" / "gpu_suite-quick-dry-run.json").read_text())
     nf4, preflight = report["parts"]
     assert nf4["part"] == "nf4" and nf4["error"] == "killed by signal 9"
     assert nf4["load_s"] > 0 and nf4["eager"]["ttft_s"] > 0 and "compiled" not in nf4
     assert preflight["part"] == "preflight" and "error" not in preflight and preflight["tiny_answer"]["new_tokens"] == 4
-    table = (tmp_path / "out" / "gpu_suite-dry-run.md").read_text()
+    table = (tmp_path / "out" / "gpu_suite-quick-dry-run.md").read_text()
     assert "| 4bit | eager | 8 |" in table and "nf4 (killed by signal 9)" in table
 
 
