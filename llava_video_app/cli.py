@@ -54,11 +54,23 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
 
 
 def user_errors():
-    """Exceptions that are the user's input, reported as one line."""
+    """Exceptions that are the user's input (or installation), reported as one line."""
     from .checkpoint import CheckpointError
+    from .transformers_support import UnsupportedTransformersError
     from .video import VideoError
 
-    return (VideoError, CheckpointError, ValueError, FileNotFoundError)
+    return (VideoError, CheckpointError, ValueError, FileNotFoundError, UnsupportedTransformersError)
+
+
+def require_supported_transformers() -> None:
+    """Before a command that runs the model does anything: one line and exit 1 under a transformers
+    outside the supported range (transformers_support.SPEC), rather than wrong answers or a traceback."""
+    from .transformers_support import UnsupportedTransformersError, check_transformers
+
+    try:
+        check_transformers()
+    except UnsupportedTransformersError as err:
+        fail(str(err))
 
 
 def load_config(**overrides) -> AppConfig:
@@ -107,6 +119,7 @@ def _run(config: AppConfig, video: Path, question: str, request: "RequestSetting
     from .engine import Engine
     from .video import plan_clip
 
+    require_supported_transformers()
     stop = threading.Event()
     frames, start, end = request.frames, request.start, request.end
     try:
@@ -251,6 +264,7 @@ def app_command(
 ) -> None:
     """The web app, as `python app.py`: upload a video, pick a task, watch the answer stream. Settings
     also come from LLAVA_VIDEO_* environment variables; flags win."""
+    require_supported_transformers()
     from .web.app import run_app
 
     run_app(load_config(model=model, quant=quant, device=device, frames=frames, host=host, port=port, share=share,
@@ -297,6 +311,8 @@ def synth(
     """LLaVA-Video-178K-style data (captions, open-ended and multiple-choice QA) from videos; resumable."""
     from .synth.batch import list_videos, run_batch
 
+    if engine_factory is None:  # the model itself will run (tests pass scripted engines)
+        require_supported_transformers()
     if executor not in EXECUTORS:
         fail(f"--executor must be {' or '.join(EXECUTORS)}, not {executor!r}")
     if executor != "ray" and (address, workers, gpus_per_worker) != (None, None, None):

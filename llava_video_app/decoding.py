@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from .transformers_support import with_cache
+
 _decode_thread: ThreadPoolExecutor | None = None
 _decode_thread_lock = threading.Lock()
 
@@ -99,7 +101,7 @@ class CompiledDecoder:
         with torch.inference_mode():
             if self.cuda:
                 torch.compiler.cudagraph_mark_step_begin()
-            out = self._step(input_ids=input_ids, cache=cache, use_cache=True)
+            out = self._step(input_ids=input_ids, use_cache=True, **with_cache(cache))
             # A CUDA graph's outputs are overwritten by its next replay: keep a copy.
             return out.logits[0, -1].clone()
 

@@ -19,11 +19,12 @@ import torch
 from . import video as video_stage
 from .config import AppConfig, GenerationSettings
 from .decoding import CompiledDecoder, IncrementalDecoder, compile_cache_dir, sample
-from .kv_cache import ConversationCache
+from .kv_cache import ConversationCache, check_holds, drop_last
 from .recently_used import RecentlyUsed
 from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .request import RequestError, check_clip, check_question, prompt_within_budget
+from .transformers_support import check_transformers, with_cache
 from .video import ClipPlan, VideoClip
 
 # A prefill's length is padded to a multiple of this (the padding is cropped from the KV cache again),
@@ -56,6 +57,7 @@ class GenerationStats:
 
 class Engine:
     def __init__(self, model: LlavaVideoModel, config: AppConfig | None = None):
+        check_transformers()
         self.model = model
         self.config = config or AppConfig()
         cache_bytes = self.config.cache_mb * 2**20
@@ -76,6 +78,7 @@ class Engine:
 
     @classmethod
     def from_config(cls, config: AppConfig, progress: Callable[[str], None] | None = None) -> "Engine":
+        check_transformers()  # before minutes of loading
         resolved = config.resolved()
         if config.fell_back_to_cpu and progress:
             progress(f"No CUDA GPU found: using the small {resolved.model} on CPU ({resolved.quant}); "
@@ -174,7 +177,8 @@ class Engine:
         prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps)
         ids = self.model.tokenize(prompt)
         stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
-                                video_s=decoded - started, vision_s=encoded - decoded)
+                                video_s=0.0 if clip_was_cached else decoded - started,
+                                vision_s=0.0 if features_cached else encoded - decoded)  # a lookup is not work
         yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
@@ -234,8 +238,9 @@ class Engine:
                 self._prefill(rows[0][:shared], None, cache)
                 cache.batch_repeat_interleave(len(rows))
             positions = (shared + torch.arange(suffixes.shape[1], device=device))[None].expand(len(rows), -1)
-            logits = model.lm(input_ids=suffixes, attention_mask=mask, position_ids=positions, cache=cache,
-                              use_cache=True).logits
+            logits = model.lm(input_ids=suffixes, attention_mask=mask, position_ids=positions, use_cache=True,
+                              **with_cache(cache)).logits
+            check_holds(cache, shared + suffixes.shape[1])
             logits = logits[torch.arange(len(rows), device=device), lengths - 1, :model.vocab_size]
         active = list(range(len(rows)))  # row of the batch -> index of its question
         answers: list[list[int]] = [[] for _ in rows]
@@ -265,7 +270,7 @@ class Engine:
                 active, tokens = [active[r] for r in keep], [tokens[r] for r in keep]
                 mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=device)], dim=1)
                 logits = model.lm(input_ids=torch.tensor(tokens, device=device)[:, None], attention_mask=mask,
-                                  position_ids=next_position[:, None], cache=cache, use_cache=True).logits
+                                  position_ids=next_position[:, None], use_cache=True, **with_cache(cache)).logits
                 logits = logits[:, -1, :model.vocab_size]
                 next_position = next_position + 1
 
@@ -349,9 +354,9 @@ class Engine:
         step = self.config.prefill_chunk
         for chunk_start in range(0, length + pad, step):
             chunk = embeds[:, chunk_start:chunk_start + step]
-            out = self.model.lm(inputs_embeds=chunk, cache=cache, use_cache=True, logits_to_keep=pad + 1)
-        if pad:
-            cache.crop(-pad)
+            out = self.model.lm(inputs_embeds=chunk, use_cache=True, logits_to_keep=pad + 1, **with_cache(cache))
+        drop_last(cache, pad)
+        check_holds(cache, reused + length)
         return out.logits[0, 0, :self.model.vocab_size], cache  # logits_to_keep: [last real, padding...]
 
     def _generate(self, ids: list[int], visual: torch.Tensor | None, visual_key: Hashable | None,
@@ -413,7 +418,7 @@ class Engine:
         if self._decoder is not None:
             return self._decoder(input_ids, cache)
         with torch.inference_mode():
-            return self.model.lm(input_ids=input_ids, cache=cache, use_cache=True).logits[0, -1]
+            return self.model.lm(input_ids=input_ids, use_cache=True, **with_cache(cache)).logits[0, -1]
 
     def clear(self) -> None:
         """Forget cached videos, features and conversation state (a "new video" reset)."""

@@ -52,7 +52,7 @@ class ConversationCache:
         if state is not None and capacity(state.cache) >= needed:
             reused = reusable_prefix(state, visual_key, ids, visual)
             if reused:
-                state.cache.crop(reused - int(state.cache.get_seq_length()))
+                drop_last(state.cache, int(state.cache.get_seq_length()) - reused)
                 return state.cache, reused
         del state  # let an old dynamic cache go before the new one is allocated
         return self.new(needed), 0
@@ -83,6 +83,34 @@ class ConversationCache:
     def release(self) -> None:
         self.state = None
         self.static_cache = None
+
+
+def drop_last(cache: Any, count: int) -> None:
+    """Forget the last `count` positions of a KV cache (the next update overwrites them).
+
+    transformers 5.24's static layers crop themselves; those of 5.17 have no `crop` (Cache.crop then
+    fails), but keep their length in the same `cumulative_length` tensor, shortened here in place as
+    5.24 does it (the compiled step is bound to that tensor's address)."""
+    if count <= 0:
+        return
+    for layer in cache.layers:
+        if hasattr(layer, "crop"):
+            layer.crop(-count)
+        else:
+            layer.cumulative_length.sub_(count)
+
+
+def check_holds(cache: Any, positions: int) -> None:
+    """Raise unless the KV cache holds `positions` positions after a prefill: a transformers that reads
+    the cache under another argument name ignores it silently, and every answer would then be made
+    without its video and question (this is what catches it)."""
+    held = int(cache.get_seq_length())
+    if held != positions:
+        from .transformers_support import SPEC, installed_version
+
+        raise RuntimeError(f"the language model kept {held} of the {positions} positions it was fed in its KV cache, "
+                           f"so its answers would ignore the video and question; transformers "
+                           f"{installed_version()} is installed, llava-video is tested with {SPEC}")
 
 
 def capacity(cache: Any) -> int:

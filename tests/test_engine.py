@@ -188,15 +188,21 @@ def test_prefill_shapes_come_in_buckets_and_the_padding_changes_nothing(tiny_eng
         hook.remove()
 
 
-def test_time_to_first_token_is_broken_down(tiny_engine, sample_video):
+def test_time_to_first_token_is_broken_down(tiny_engine, sample_video, monkeypatch):
+    """Each part is timed when it does work and is 0 when it came from a cache (counted, not timed against
+    another run: a busy machine makes any run slow)."""
     settings = GenerationSettings(max_new_tokens=3)
     tiny_engine.ask(sample_video, "What moves?", settings=settings)
     cold = tiny_engine.last_stats
-    assert cold.video_s > 0 and cold.vision_s > 0 and cold.prefill_s > 0
-    assert cold.video_s + cold.vision_s + cold.prefill_s <= cold.time_to_first_token_s
+    assert not cold.video_cached and cold.video_s > 0 and cold.vision_s > 0 and cold.prefill_s > 0
+    # nested intervals of one clock (1e-9: float rounding of the differences), not a speed
+    assert cold.video_s + cold.vision_s + cold.prefill_s <= cold.time_to_first_token_s + 1e-9
+    work = []
+    monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: work.append("decode"))
+    monkeypatch.setattr(tiny_engine.model, "encode_video", lambda frames: work.append("encode"))
     tiny_engine.ask(sample_video, "Which way?", settings=settings)
     warm = tiny_engine.last_stats
-    assert warm.video_cached and warm.vision_s < cold.vision_s and warm.video_s < cold.video_s
+    assert work == [] and warm.video_cached and warm.video_s == 0 and warm.vision_s == 0 and warm.prefill_s > 0
 
 
 def test_prompts_answered_as_one_batch_equal_their_answers_one_by_one(tiny_engine):
@@ -261,8 +267,6 @@ def decoder_calls(monkeypatch):
 
 
 def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_model, sample_video, decoder_calls):
-    import time
-
     from llava_video_app.config import AppConfig
     from llava_video_app.request import RequestError
 
@@ -272,14 +276,12 @@ def test_a_request_too_big_for_the_context_is_refused_before_any_decoding(tiny_m
     too_many = (r"^too many frames: 100000 frames make 1,200,000 visual tokens and 59\d,\d{3} of timestamps; with "
                 r"the rest of the prompt \(\d+ tokens\) and up to 16 new tokens this request needs .*: use at most "
                 r"about 1,8\d\d frames$")
-    started = time.perf_counter()
     with pytest.raises(RequestError, match=too_many):
         engine.check_request(sample_video, "What happens?", frames=100_000)
     with pytest.raises(RequestError, match=too_many):
         next(engine.stream(sample_video, "What happens?"))
-    elapsed = time.perf_counter() - started
+    # "before any decoding" is counted, not timed: no frame read, nothing cached
     assert decoder_calls == [] and len(engine._clips) == 0 and len(engine._features) == 0
-    assert elapsed < 1.0, f"refused in {elapsed:.2f} s"
     engine.ask(engine.load_clip(sample_video, frames=8), "What happens?", settings=GenerationSettings(max_new_tokens=2))
     assert decoder_calls, "a request that fits is decoded and answered"
 
@@ -342,3 +344,27 @@ def test_the_engine_bounds_tokens_not_characters_so_the_recipes_long_prompts_run
     engine = Engine(tiny_model, AppConfig(frames=8, max_new_tokens=16, max_question_chars=20))
     assert engine.ask_text("Describe these windows: " + "the square moves right. " * 50,
                            settings=GenerationSettings(max_new_tokens=2))
+
+
+def test_a_language_model_that_ignores_the_kv_cache_stops_the_answer(tiny_engine, sample_video, monkeypatch):
+    """transformers 5.17-5.23 read the cache as `past_key_values` and swallow an unknown `cache=`: the model then
+    answers with no context and nothing says so. Passing the cache under a name no release reads makes that happen
+    on any version; the engine must refuse instead of answering."""
+    from llava_video_app import transformers_support
+
+    monkeypatch.setattr(transformers_support, "cache_argument", lambda: "cache_no_release_reads")
+    for request in (lambda: tiny_engine.ask(sample_video, "What moves?", settings=GenerationSettings(max_new_tokens=3)),
+                    lambda: list(tiny_engine.answer_texts(["One?", "Two?"], settings=GenerationSettings(max_new_tokens=3))),
+                    lambda: tiny_engine.prompt_logits(None, "Hello")):
+        with pytest.raises(RuntimeError, match=r"kept 0 of the \d+ positions .* KV cache"):
+            request()
+
+
+def test_the_cache_goes_under_the_name_the_installed_transformers_reads():
+    import inspect
+
+    from transformers import Qwen2ForCausalLM
+
+    from llava_video_app.transformers_support import cache_argument
+
+    assert cache_argument() in inspect.signature(Qwen2ForCausalLM.forward).parameters

@@ -229,6 +229,27 @@ def test_concurrent_loads_of_one_file_are_safe(videos, decoder):
     assert not errors and len(results) == 4 and all(np.array_equal(r, expected) for r in results)
 
 
+# --- PyAV versions -------------------------------------------------------------------------------
+
+def test_a_pyav_without_metadata_errors_still_opens_videos(videos, monkeypatch, decoder):
+    """PyAV 19 removed av.open's `metadata_errors`: the first open finds that out, later ones do not pass it."""
+    import llava_video_app.video.container as container
+
+    real_open, calls = av.open, []
+
+    def pyav19_open(path, *args, **kwargs):
+        calls.append(sorted(kwargs))
+        if "metadata_errors" in kwargs:
+            raise TypeError("open() got an unexpected keyword argument 'metadata_errors'")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", pyav19_open)
+    monkeypatch.setattr(container, "_takes_metadata_errors", None)
+    clip = load_video(videos["square"], num_frames=4)
+    assert len(clip.frames) == 4 and probe_video(videos["square"]).total_frames == 60
+    assert calls[0] == ["metadata_errors"] and calls.count(["metadata_errors"]) == 1 and len(calls) > 2
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 def _wav(path):

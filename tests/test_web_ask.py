@@ -44,11 +44,31 @@ def test_new_video_fills_the_trim_range_and_starts_over(chat, sample_video):
     assert chat.new_conversation(state) == ChatState(video=state.video, duration=state.duration)
 
 
-def test_answer_streams_growing_text_and_shows_the_frames_and_stats(chat, sample_video):
+def test_answer_streams_growing_text_and_shows_the_frames_and_stats(chat, sample_video, monkeypatch):
+    """Each chunk the engine makes while the page keeps up shows as an update of its own. The engine waits
+    for the page to show a chunk before making the next (chunks made while the page is busy come joined,
+    so on a free-running engine the count would depend on the machine's load)."""
+    engine, shown = chat.holder.get(), threading.Semaphore(0)
+    real_stream, chunks = engine.stream, []
+
+    def paced_stream(*args, **kwargs):
+        for chunk in real_stream(*args, **kwargs):
+            chunks.append(chunk)
+            yield chunk
+            assert shown.acquire(timeout=60), "the page never showed the chunk"
+
+    monkeypatch.setattr(engine, "stream", paced_stream)
     state = chat.on_video(str(sample_video))[3]
-    outputs, state = _ask(chat, str(sample_video), "What happens?", state=state, tokens=12)
+    outputs = []
+    for output in chat.ask(str(sample_video), "What happens?", 0, None, 8, 12, 0.0, 1.0, state):
+        outputs.append(output)
+        if _answers([output]) and _answers([output])[0]:
+            shown.release()
+    state = outputs[-1][1]
     texts = _answers(outputs)
-    assert len(set(texts)) >= 2, "the answer should arrive in several chunks"
+    grown = [t for t in texts if t]
+    assert len(chunks) >= 2 or engine.last_stats.new_tokens == 1
+    assert grown[:len(chunks)] == ["".join(chunks[:i + 1]) for i in range(len(chunks))], "one update per chunk, in order"
     assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), "text only grows"
     gallery = outputs[0][2]
     assert len(gallery) == 8

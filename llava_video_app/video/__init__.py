@@ -19,7 +19,8 @@ frames over up to 8 threads (one per usable core, at least 8 frames each), each 
 shared between threads.
 
 Here: the public entry points (probe_video, plan_clip, load_video) and the choice of reader. The
-rest: sampling.py (which frames), probe.py (the header read), pyav_reader.py and decord_reader.py,
+rest: sampling.py (which frames), probe.py (the header read), container.py (av.open across PyAV 14-19),
+pyav_reader.py and decord_reader.py,
 parallel.py (threads), errors.py.
 """
 

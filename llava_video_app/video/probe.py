@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 
+from .container import open_input
 from .errors import EmptyVideoError, NotAVideoError, UnreadableVideoError
 
 # Files whose first bytes say "video container": when ffmpeg cannot open one, it is a damaged video
@@ -45,7 +46,7 @@ def probe_file(path: str | os.PathLike) -> Probe:
     if size == 0:
         raise EmptyVideoError(f"{name} is empty (0 bytes)")
     try:
-        container = av.open(name, metadata_errors="ignore")
+        container = open_input(name)
     except av.error.FileNotFoundError:
         raise UnreadableVideoError(f"video file not found: {name}") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:

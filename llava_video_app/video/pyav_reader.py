@@ -12,6 +12,7 @@ from typing import Sequence
 import av
 import numpy as np
 
+from .container import open_input
 from .errors import EmptyVideoError, UnreadableVideoError
 from .parallel import read_in_parallel
 from .probe import Probe, ffmpeg_reason
@@ -76,7 +77,7 @@ def read_frame_table(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ..
     the synthesis pass at 1 fps)."""
     packets: list[tuple[int, bool]] = []
     try:
-        with av.open(path, metadata_errors="ignore") as container:
+        with open_input(path) as container:
             stream = container.streams.video[0]
             for packet in _until_error(container.demux(stream)):  # truncated: keep what is there
                 stamp = packet.pts if packet.pts is not None else packet.dts
@@ -103,7 +104,7 @@ def pyav_decode(path: str, indices: list[int], pts: Sequence[int], keys: Sequenc
     pending = sorted(indices)
     position = -1  # index of the last frame the decoder returned
     seeks: dict[int, int] = {}  # target -> seeks made for it: a target missed twice is undecodable
-    with av.open(path, metadata_errors="ignore") as container:
+    with open_input(path) as container:
         stream = container.streams.video[0]
         context = stream.codec_context
         context.thread_count = 1  # parallelism comes from one reader per thread
