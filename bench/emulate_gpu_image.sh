@@ -6,8 +6,9 @@
 # split over two calls as docs/benchmarks.md splits it.
 #
 #   bash bench/emulate_gpu_image.sh [VENV]      # default bench/.cache/gpu-image-venv; reports in
-#                                               # bench/.cache/emulated/{preflight,quick,full-1,full-2}
-#   EMULATE=quick bash bench/emulate_gpu_image.sh   # only the preflight and --quick
+#                                               # bench/.cache/emulated/{preflight,quick,...}
+#   EMULATE=quick bash bench/emulate_gpu_image.sh   # only the preflight and --quick (with the carried
+#                                                   # transformers and with the image's own 5.17)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-bench/.cache/gpu-image-venv}
@@ -41,6 +42,10 @@ run() {  # NAME FLAGS...: bench/gpu_run.sh as the GPU machine runs it, python3 b
 work=$tmp/work
 run preflight --dry-run --parts preflight --workdir "$work"
 run quick --dry-run --quick --budget 540 --workdir "$work"
+# The image's own transformers (5.17, the lowest supported), as if the carried one were left out.
+GPU_RUN_SKIP=transformers run quick-transformers-5.17 --dry-run --quick --budget 540 --workdir "$work"
+grep -q '"transformers": "5.17.0' "$REPORTS/quick-transformers-5.17/gpu_suite-quick-dry-run.json" \
+  || { echo "emulate: the run without the carried transformers did not use the image's 5.17.0" >&2; exit 1; }
 if [ "${EMULATE:-all}" != quick ]; then
   run full-1 --dry-run --parts preflight,nf4,restart,bf16 --budget 540 --workdir "$work"
   run full-2 --dry-run --parts int4,synth --continue --budget 540 --workdir "$work"

@@ -3,8 +3,8 @@ machine can run the suite at all.
 
     python bench/gpu_preflight.py [--device cpu]
 
-1. imports and versions: everything the suite needs, the versions in use (the carried wheels or the
-   image's own), the GPU;
+1. imports and versions: everything the suite needs, transformers inside the supported range, the
+   versions in use (the carried wheels or the image's own), the GPU;
 2. one int4 matmul (torchao, the project's int4 config: tinygemm on CUDA) and one NF4 matmul
    (bitsandbytes) at the 7B's shapes, one row (a decode step) and 64 rows (a prefill), each against
    the same product in bf16;
@@ -50,6 +50,13 @@ def versions() -> dict[str, Any]:
         found[name] = f"{getattr(module, '__version__', '?')} ({Path(module.__file__ or '?').parent})"
     import torch
 
+    from llava_video_app.transformers_support import UnsupportedTransformersError, cache_argument, check_transformers
+
+    try:
+        check_transformers()
+    except UnsupportedTransformersError as err:
+        raise PreflightError(str(err)) from err
+    found["kv_cache_argument"] = cache_argument()  # cache (5.24) or past_key_values (5.17-5.23)
     found["cuda"] = torch.version.cuda
     found["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return found

@@ -13,7 +13,13 @@ if [ ! -d .whl/bnb ]; then
   echo "gpu_run: no .whl/ here: run bash bench/gpu_wheels.sh where PyPI is reachable, then carry .whl" >&2
   exit 2
 fi
-if ! python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl; then
+# GPU_RUN_SKIP="transformers ...": wheels left out, the image's own version used (docs/benchmarks.md)
+wheels=()
+for wheel in .whl/*.whl; do
+  name=$(basename "$wheel" | cut -d- -f1)
+  [[ " ${GPU_RUN_SKIP:-} " == *" $name "* ]] || wheels+=("$wheel")
+done
+if ! python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${wheels[@]}"; then
   echo "gpu_run: pip could not install .whl/*.whl into $SITE" >&2
   exit 2
 fi
