@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="the tiny checkpoint on CPU")
     parser.add_argument("--checkpoint", type=Path, default=Path("/tmp/llava-video-7b-random"))
     parser.add_argument("--videos", type=int, default=3)
-    parser.add_argument("--quant", default=None, help="default: the app's (int4 on an Ampere+ GPU)")
+    parser.add_argument("--quant", default=None, help="default: the app's (4bit NF4 on CUDA)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--qa-sequential", action="store_true", help="the QA calls one after another")
     parser.add_argument("--first-is-warm-up", action="store_true",

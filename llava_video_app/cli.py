@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import typer
 
-from .config import QUANTIZATIONS, AppConfig, keep_start_up_offline
+from .config import CUDA_DEFAULT_QUANT, QUANTIZATIONS, AppConfig, keep_start_up_offline
 from .synth.plan import SynthOptions
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ EXIT_INTERRUPTED = 130
 # Options shared by the commands that run the model (None = "not given": config/env decide).
 ModelOpt = typer.Option(None, "--model", help="Hub id or local folder (default: LLaVA-Video-7B-Qwen2 on CUDA, "
                                               "llava-onevision-qwen2-0.5b-ov on CPU).")
-QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default on a CUDA GPU: int4 on "
-                        "Ampere or newer with torchao, else 4bit; fp32 on CPU).")
+QuantOpt = typer.Option(None, "--quant", help=f"One of {', '.join(QUANTIZATIONS)} (default: {CUDA_DEFAULT_QUANT} "
+                        "on CUDA, fp32 on CPU).")
 DeviceOpt = typer.Option(None, "--device", help="cuda, cuda:N or cpu.")
 # Numbers without typer's own min/max: request.check_request (the API's check) says what is wrong.
 # Defaults in the help come from AppConfig, so --help cannot drift from what runs (tests/test_readme.py

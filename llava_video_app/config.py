@@ -85,7 +85,7 @@ def check_quant(value: str | None, setting: str = "quant") -> Quantization | Non
 class AppConfig:
     # Model
     model: str | None = None  # Hub id or local folder; None = choose by hardware (see resolve())
-    quant: Quantization | None = None  # None = int4 (or 4bit, see default_gpu_quant) on CUDA, fp32 on CPU
+    quant: Quantization | None = None  # None = CUDA_DEFAULT_QUANT (4bit) on CUDA, fp32 on CPU
     device: str | None = None  # "cuda", "cuda:1", "cpu"; None = cuda if available
     pool_mode: str | None = None  # override of the checkpoint's mm_spatial_pool_mode
     attn_implementation: str = "sdpa_grouped"  # SDPA; decode steps per key/value head (see attention.py)
@@ -166,7 +166,7 @@ class AppConfig:
         device = self.device or ("cuda" if cuda else "cpu")
         on_cuda = device.startswith("cuda")
         model = self.model or (DEFAULT_MODEL if on_cuda else CPU_FALLBACK_MODEL)
-        quant = self.quant or (default_gpu_quant(device) if on_cuda else "fp32")
+        quant = self.quant or (CUDA_DEFAULT_QUANT if on_cuda else "fp32")
         compile = on_cuda if self.compile is None else self.compile
         return dataclasses.replace(self, device=device, model=model, quant=quant, compile=compile)
 
@@ -221,22 +221,11 @@ def keep_start_up_offline(environ: MutableMapping[str, str] | None = None) -> No
         environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 
-def default_gpu_quant(device: str) -> str:
-    """int4 (torchao's tinygemm kernels) where they run: torchao installed and an Ampere or newer GPU;
-    else NF4 (bitsandbytes). Compiled NF4 decoded at 76 tokens/s on an H200, below bf16's 92: its
-    4-bit matmuls are bitsandbytes kernels torch.compile cannot fuse; tinygemm int4 is the kernel of
-    the published int4 figures (about twice bf16's tokens/s on an A100)."""
-    import importlib.util
-
-    import torch
-
-    if importlib.util.find_spec("torchao") is None:
-        return "4bit"
-    try:
-        major, _ = torch.cuda.get_device_capability(torch.device(device))
-    except (RuntimeError, AssertionError, ValueError):  # no CUDA here (e.g. ZeroGPU's main process)
-        return "int4"
-    return "int4" if major >= 8 else "4bit"
+# The CUDA default: NF4 (bitsandbytes), the 4-bit route that has run on a GPU (76 tokens/s compiled on an
+# H200, shared/reference gpu-measured.md). int4 (torchao's tinygemm kernels, --quant int4) has not run on
+# a GPU yet; it becomes the default once bench/gpu_suite.py shows it faster than NF4 with logits as close
+# to bf16's (docs/benchmarks.md). A default must have run on the hardware it is the default for.
+CUDA_DEFAULT_QUANT: Quantization = "4bit"
 
 
 def _parse(f: dataclasses.Field, raw: str) -> Any:

@@ -102,3 +102,10 @@ def test_dataset_export_writes_its_zip_outside_the_folder(dataset_folder, tmp_pa
     assert result.returncode == 1 and result.stderr.startswith("error: write the zip outside the folder it zips")
     result = invoke("dataset", "export", dataset_folder, "--zip", tmp_path / "data.zip")
     assert result.returncode == 0 and (tmp_path / "data.zip").is_file()
+
+
+def test_help_names_the_quantisation_a_cuda_device_gets():
+    from llava_video_app.config import AppConfig
+
+    text = " ".join(invoke("ask", "--help").stdout.replace("│", " ").split())
+    assert f"(default: {AppConfig(device='cuda').resolved().quant} on CUDA, fp32 on CPU)" in text, text
