@@ -27,13 +27,17 @@ OPEN_TIMEOUT_S, READ_TIMEOUT_S = 10.0, 10.0
 
 # The demuxers a video may be opened with, by FFmpeg name -> what people call it (for messages).
 ALLOWED = {"mov": "mp4/mov", "matroska": "mkv/webm", "avi": "avi", "mpegts": "mpeg-ts", "mpeg": "mpeg-ps",
-           "flv": "flv", "ogg": "ogg", "h264": "raw H.264"}
-ALLOWED_TEXT = "mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv, ogg or raw H.264"
-# decord opens files without options (it lets FFmpeg guess the demuxer from the bytes and the name), so it
-# only sees containers whose signature outranks every other guess, under a name no image-sequence or
-# glob pattern can be read into.
-DECORD_FORMATS = frozenset({"mov", "matroska", "avi"})
-DECORD_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+           "flv": "flv", "ogg": "ogg"}
+ALLOWED_TEXT = "mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv or ogg"
+# decord opens files without options (FFmpeg guesses the demuxer from the bytes and the name): only
+# containers whose signatures no text-based demuxer (playlist, concat list) can share, under a video name
+# no image-sequence pattern or glob can be read into.
+DECORD_FORMATS = frozenset(ALLOWED)
+DECORD_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",
+                             ".mpeg", ".flv", ".ogv"})
+# Demuxers without an index: a seek by timestamp can land past the keyframe asked for, so they are read
+# from the start (see pyav_reader).
+UNINDEXED = frozenset({"mpegts", "mpeg"})
 _PATTERN_CHARS = set("%*?[]{}")
 
 # Options for every open: only the file protocol (no http, no subfile:/data:/concat: nesting), the forced
@@ -90,6 +94,11 @@ def admit(path: str | os.PathLike) -> Admitted:
     if not head:
         raise EmptyVideoError(f"{name} is empty (0 bytes)")
     demuxer = sniff(head)
+    if demuxer == "h264":
+        # No container: no timestamps and no frame rate (FFmpeg would guess 25 fps), so neither the frames'
+        # times nor the authors' sampling can be worked out. Not damaged: wrapping it is lossless.
+        raise NotAVideoError(f"{name} is a raw H.264 stream with no container (no timestamps or frame rate): "
+                             f"wrap it first, e.g. ffmpeg -r FPS -i {Path(name).name} -c copy video.mp4")
     if demuxer is None:
         what = next((what for magic, what in _REFUSED if head.lstrip(b"\xef\xbb\xbf").startswith(magic)), None)
         if what is None and _is_text(head):
@@ -102,7 +111,7 @@ def admit(path: str | os.PathLike) -> Admitted:
 
 
 def sniff(head: bytes) -> str | None:
-    """The allowed demuxer these first bytes are the start of, or None."""
+    """The demuxer these first bytes are the start of (an allowed one, or "h264": see admit), or None."""
     if head[4:8] in _MP4_BOXES:
         return "mov"
     if head.startswith(b"\x1a\x45\xdf\xa3"):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import EmptyVideoError, UnreadableVideoError
 from .parallel import read_in_parallel
-from .admission import Admitted, open_container
+from .admission import UNINDEXED, Admitted, open_container
 from .probe import Probe, ffmpeg_reason
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ def read_frame_table(admitted: Admitted, mtime_ns: int,
         raise UnreadableVideoError(f"{path} could not be read: {ffmpeg_reason(err)}") from None
     packets.sort()
     keys = tuple(i for i, (_, key) in enumerate(packets) if key) or (0,)
+    if admitted.demuxer in UNINDEXED:  # one span from the start: a seek in them may land past the keyframe
+        keys = (0,)
     return tuple(pts for pts, _ in packets), keys  # shared by later readers: immutable
 
 
@@ -123,7 +125,10 @@ def pyav_decode(admitted: Admitted, indices: list[int], pts: Sequence[int], keys
                     raise UnreadableVideoError(f"{path} is damaged: frame {target} could not be decoded")
                 if tries == 2:  # missed it after a seek (open GOP, odd timestamps): start a GOP earlier
                     key = keys[max(0, bisect.bisect_left(keys, key) - 1)]
-                container.seek(pts[key], stream=stream, backward=True, any_frame=False)
+                if key == keys[0]:  # from the start: a seek to the first pts lands past it in MPEG-TS
+                    container.seek(0)
+                else:
+                    container.seek(pts[key], stream=stream, backward=True, any_frame=False)
                 context.flush_buffers()
                 packets = _until_error(container.demux(stream))
                 position = key - 1  # decoding restarts at the keyframe
