@@ -6,6 +6,7 @@ list; a playlist renamed .mp4; and names that FFmpeg reads as nested protocols. 
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +42,7 @@ def _write(path: Path, text: str) -> Path:
 TRICKS: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
     "absolute.m3u8": (lambda p, s: _write(p, _vod(str(s))), PLAYLIST_MESSAGE),
     "file-url.m3u8": (lambda p, s: _write(p, _vod(s.as_uri())), PLAYLIST_MESSAGE),
-    "relative.m3u8": (lambda p, s: _write(p, _vod(f"../{s.parent.name}/{s.name}")), PLAYLIST_MESSAGE),
+    "relative.m3u8": (lambda p, s: _write(p, _vod(os.path.relpath(s, p.parent))), PLAYLIST_MESSAGE),
     "http.m3u8": (lambda p, s: _write(p, _vod("http://127.0.0.1:9/segment.ts")), PLAYLIST_MESSAGE),
     "self.m3u8": (lambda p, s: _write(p, "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nself.m3u8\n"), PLAYLIST_MESSAGE),
     "live.m3u8": (lambda p, s: _write(p, _vod(str(s)).replace("#EXT-X-ENDLIST\n", "")), PLAYLIST_MESSAGE),

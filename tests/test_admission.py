@@ -196,3 +196,39 @@ def _encode(path: Path, codec: str, frames: int = 10) -> Path:
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+# --- the interfaces: the Ask tab's handlers and synthesis over a folder (the API and the CLI: test_hostile.py) ---
+
+@pytest.mark.parametrize("name", ["absolute.m3u8", "self.m3u8", "live.m3u8", "concat.ffconcat",
+                                  "playlist-renamed.mp4"])
+def test_the_ask_tab_refuses_each_trick_in_one_line_and_opens_nothing(name, tricks, watched, tiny_engine):
+    import gradio as gr
+
+    from llava_video_app.web.ask_tab import VideoChat
+
+    chat, video = VideoChat(tiny_engine), str(tricks[name])
+    expected = TRICKS[name][1].format(name=name)
+    with pytest.warns(UserWarning, match="not a video file"):
+        *_, info, state, _, _ = chat.on_video(video)  # dropping the file in: the header probe
+    assert info == f"**Not a usable video:** {expected}"
+    with pytest.raises(gr.Error) as refused:
+        list(chat.ask(video, "What?", 0, None, 8, 4, 0.0, 1.0, None))
+    assert refused.value.message == expected
+    assert watched.take() == []
+
+
+def test_synthesis_over_a_folder_logs_a_renamed_playlist_as_failed_and_reads_only_the_videos(
+        tricks, watched, tiny_engine, quick_synth_options, tmp_path):
+    from llava_video_app import output_folder as folder
+    from llava_video_app.synth.batch import run_batch
+
+    videos = tmp_path / "downloads"
+    make_video(videos / "real.mp4", seconds=4, fps=2, size=(64, 48))
+    shutil.copy(tricks["playlist-renamed.mp4"], videos / "renamed.mp4")  # names the secret by its absolute path
+    out = tmp_path / "out"
+    summary = run_batch(videos, out, quick_synth_options(types=("Count",)), engine=tiny_engine, progress=False)
+    assert (summary.done, summary.failed) == (1, 1)
+    assert PLAYLIST_MESSAGE.format(name=videos / "renamed.mp4") in (out / "errors.log").read_text()
+    assert {record["video"] for _, record in folder.iter_records(out)} == {"real.mp4"}
+    assert watched.take() == []
