@@ -15,7 +15,7 @@ from typing import Callable
 
 from .. import output_folder as folder
 from ..dataset import TASKS
-from .one_video import EngineUnavailable, VideoOutcome, VideoStopped, process_video
+from .one_video import EngineUnavailable, VideoOutcome, VideoStopped, new_run_id, process_video
 from .plan import SynthOptions
 from .recipe import EngineLike
 from .sources import VIDEO_EXTENSIONS, find_videos, list_videos  # noqa: F401  (re-exported: callers import them here)
@@ -102,6 +102,7 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
     summary = BatchSummary(videos=len(listing))
     started = time.perf_counter()
     engines: list[EngineLike] = [] if engine is None else [engine]
+    run_id = new_run_id()  # a video's deaths in earlier runs are not counted against it
 
     def engine_for() -> EngineLike:
         if not engines:
@@ -115,7 +116,7 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
         for source in overall:
             try:
                 outcome = process_video(source, out_dir, options, engine_for, stop=stop, progress=progress,
-                                        fsync=fsync)
+                                        fsync=fsync, run_id=run_id)
             except VideoStopped:
                 outcome = VideoOutcome(source.location, source.video_id, "stopped")
             except EngineUnavailable as err:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,10 +71,12 @@ class VideoStopped(Exception):
 
 def process_video(source: VideoSource, out_dir: str | os.PathLike, options: SynthOptions,
                   engine_for: Callable[[], EngineLike], *, stop: threading.Event | None = None,
-                  progress: bool = False, fsync: bool = True) -> VideoOutcome:
+                  progress: bool = False, fsync: bool = True, run_id: str | None = None) -> VideoOutcome:
     """Synthesize one video into `out_dir` (see the module's docstring). `engine_for()` is called only
     when the video is to be run (so a resumed run loads no model for finished videos); its failure
-    raises EngineUnavailable. Raises VideoStopped when `stop` ends the run mid-video."""
+    raises EngineUnavailable. Raises VideoStopped when `stop` ends the run mid-video. `run_id` names
+    the run (new_run_id(), the same for all of a run's workers): deaths are counted within one run
+    only, so a video killed mid-run is tried afresh by the next run (default: this process's run)."""
     from filelock import Timeout
 
     out_dir = Path(out_dir)
@@ -93,11 +96,11 @@ def process_video(source: VideoSource, out_dir: str | os.PathLike, options: Synt
             engine = engine_for()
         except Exception as err:
             raise EngineUnavailable(err) from err
-        attempts = _mark_running(out_dir, source)
+        attempts = _mark_running(out_dir, source, run_id or PROCESS_RUN_ID)
         try:
             if attempts > MAX_ATTEMPTS:
-                raise RuntimeError(f"a worker died during this video {attempts - 1} times (out of memory? "
-                                   "a crash in a decoder?); a new run tries it again")
+                raise RuntimeError(f"a worker died during this video {attempts - 1} times in this run (out of "
+                                   "memory? a crash in a decoder?); a new run tries it again")
             return _run(source, out_dir, options, engine, stop, progress, fsync)
         except VideoStopped:
             _clear_running(out_dir, vid)
@@ -147,16 +150,26 @@ def _run(source: VideoSource, out_dir: Path, options: SynthOptions, engine: Engi
                         duration=float(result.duration))
 
 
-def _mark_running(out_dir: Path, source: VideoSource) -> int:
-    """Write the "running" manifest (lock held); returns this attempt's number (1 for a fresh start)."""
+def new_run_id() -> str:
+    """A run's name in the manifests: a death left by another run is not this run's attempt."""
+    return uuid.uuid4().hex[:12]
+
+
+PROCESS_RUN_ID = new_run_id()
+
+
+def _mark_running(out_dir: Path, source: VideoSource, run_id: str) -> int:
+    """Write the "running" manifest (lock held); returns this run's attempt number (1 for a fresh start,
+    or when the "running" mark left behind is an earlier run's)."""
     try:
         previous = folder.read_manifest(out_dir, source.video_id)
     except (FileNotFoundError, ValueError):
         previous = {}
-    attempts = int(previous.get("attempts", 0)) + 1 if previous.get("status") == "running" else 1
+    same_run = previous.get("status") == "running" and previous.get("run") == run_id
+    attempts = int(previous.get("attempts", 0)) + 1 if same_run else 1
     folder.write_manifest(out_dir, source.video_id, {
         "status": "running", "video": source.relative, "video_path": source.location, "attempts": attempts,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        "run": run_id, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return attempts
 
 

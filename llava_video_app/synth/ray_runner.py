@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 from .. import output_folder as folder
 from ..config import AppConfig
 from .batch import BatchSummary
-from .one_video import EngineUnavailable, VideoOutcome, one_line, process_video
+from .one_video import EngineUnavailable, VideoOutcome, new_run_id, one_line, process_video
 from .plan import SynthOptions, plan_windows
 from .recipe import EngineLike
 from .sources import VideoSource, list_videos
@@ -125,8 +125,9 @@ class VideoWorker:
     its outcome as a row."""
 
     def __init__(self, out_dir: str, options: SynthOptions, config: AppConfig, engine_factory: EngineFactory,
-                 fsync: bool):
+                 fsync: bool, run_id: str):
         self.out_dir, self.options, self.config, self.fsync = out_dir, options, config, fsync
+        self.run_id = run_id  # the driver's: a worker that replaces a dead one is in the same run
         self.engine_factory = engine_factory
         self.engine: EngineLike | None = None
 
@@ -141,7 +142,8 @@ class VideoWorker:
             outcome = VideoOutcome(source.location, source.video_id, "skipped")
         else:
             try:
-                outcome = process_video(source, self.out_dir, self.options, self.engine_for, fsync=self.fsync)
+                outcome = process_video(source, self.out_dir, self.options, self.engine_for, fsync=self.fsync,
+                                        run_id=self.run_id)
             except EngineUnavailable as err:
                 # Returned, not raised: Ray would hand the driver a traceback without the cause's type.
                 return {"outcome": "", "planned_calls": 0, "engine_error": _error_row(err.error)}
@@ -288,7 +290,7 @@ def _pipeline(ray, sources, out_dir: str, options: SynthOptions, config: AppConf
     return probed.map(
         VideoWorker,
         fn_constructor_kwargs={"out_dir": out_dir, "options": options, "config": config, "engine_factory": factory,
-                               "fsync": fsync},
+                               "fsync": fsync, "run_id": new_run_id()},
         # One video in flight per worker, so an idle worker always takes the next one.
         compute=ray.data.ActorPoolStrategy(size=plan.workers, max_tasks_in_flight_per_actor=1),
         num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker or None)
