@@ -98,7 +98,8 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
     options = options or SynthOptions()
     out_dir = Path(out_dir)
     listing = list_videos(path, video_root)
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    with folder.writing_to(out_dir):  # a read-only or full disk: one line naming the folder
+        (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     summary = BatchSummary(videos=len(listing))
     started = time.perf_counter()
     engines: list[EngineLike] = [] if engine is None else [engine]
@@ -132,5 +133,6 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
         overall.close()
     summary.seconds = time.perf_counter() - started
     if export:
-        folder.export_json(out_dir)
+        with folder.writing_to(out_dir):
+            folder.export_json(out_dir)
     return summary

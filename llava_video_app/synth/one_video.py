@@ -76,14 +76,21 @@ def process_video(source: VideoSource, out_dir: str | os.PathLike, options: Synt
     when the video is to be run (so a resumed run loads no model for finished videos); its failure
     raises EngineUnavailable. Raises VideoStopped when `stop` ends the run mid-video. `run_id` names
     the run (new_run_id(), the same for all of a run's workers): deaths are counted within one run
-    only, so a video killed mid-run is tried afresh by the next run (default: this process's run)."""
+    only, so a video killed mid-run is tried afresh by the next run (default: this process's run).
+    A disk that refuses a write (full, read-only) raises FolderNotWritable: the run stops there."""
+    out_dir = Path(out_dir)
+    if folder.is_done(out_dir, source.video_id):
+        return VideoOutcome(source.location, source.video_id, "skipped")
+    with folder.writing_to(out_dir):  # a full or read-only disk stops the run: not this video's fault
+        return _process_locked(source, out_dir, options, engine_for, stop, progress, fsync, run_id)
+
+
+def _process_locked(source: VideoSource, out_dir: Path, options: SynthOptions, engine_for: Callable[[], EngineLike],
+                    stop: threading.Event | None, progress: bool, fsync: bool, run_id: str | None) -> VideoOutcome:
     from filelock import Timeout
 
-    out_dir = Path(out_dir)
     vid = source.video_id
     skipped = VideoOutcome(source.location, vid, "skipped")
-    if folder.is_done(out_dir, vid):
-        return skipped
     lock = folder.video_lock(out_dir, vid)
     try:
         lock.acquire()
@@ -105,6 +112,13 @@ def process_video(source: VideoSource, out_dir: str | os.PathLike, options: Synt
         except VideoStopped:
             _clear_running(out_dir, vid)
             raise
+        except OSError as err:
+            if folder.disk_refused(err):
+                _clear_running_quietly(out_dir, vid)
+                raise  # writing_to names the folder and stops the run
+            error = one_line(err)
+            folder.log_failure(out_dir, source.location, error, vid, source.relative)
+            return VideoOutcome(source.location, vid, "failed", error)
         except Exception as err:  # one bad video must not stop the run
             error = one_line(err)
             folder.log_failure(out_dir, source.location, error, vid, source.relative)
@@ -171,6 +185,14 @@ def _mark_running(out_dir: Path, source: VideoSource, run_id: str) -> int:
         "status": "running", "video": source.relative, "video_path": source.location, "attempts": attempts,
         "run": run_id, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return attempts
+
+
+def _clear_running_quietly(out_dir: Path, video_id: str) -> None:
+    """Drop the "running" mark if the disk lets us (a refused write is not a death of the worker)."""
+    try:
+        _clear_running(out_dir, video_id)
+    except OSError:
+        pass  # the mark stays: the next run counts it as its predecessor's, not its own (see _mark_running)
 
 
 def _clear_running(out_dir: Path, video_id: str) -> None:

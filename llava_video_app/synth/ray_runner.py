@@ -147,6 +147,9 @@ class VideoWorker:
             except EngineUnavailable as err:
                 # Returned, not raised: Ray would hand the driver a traceback without the cause's type.
                 return {"outcome": "", "planned_calls": 0, "engine_error": _error_row(err.error)}
+            except folder.FolderNotWritable as err:  # the disk, not the video: the driver stops the run
+                error = json.dumps({"type": type(err).__name__, "message": str(err)})  # the line as it is
+                return {"outcome": "", "planned_calls": 0, "engine_error": error}
         return {**outcome.to_row(), "planned_calls": row["planned_calls"], "engine_error": ""}
 
 
@@ -155,7 +158,8 @@ class VideoWorker:
 def _user_errors() -> dict[str, type[Exception]]:
     from ..checkpoint import CheckpointError
 
-    return {cls.__name__: cls for cls in (CheckpointError, ValueError, FileNotFoundError, ImportError, OSError)}
+    return {cls.__name__: cls for cls in (CheckpointError, ValueError, FileNotFoundError, ImportError, OSError,
+                                          folder.FolderNotWritable)}
 
 
 def _error_row(err: Exception) -> str:
@@ -208,7 +212,8 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
     factory = engine_factory or default_engine
     out_dir = Path(out_dir).absolute()  # workers do not share the driver's working folder
     listing = list_videos(path, video_root)
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    with folder.writing_to(out_dir):  # a read-only or full disk: one line naming the folder
+        (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     say = echo or (lambda message: None)
     summary = BatchSummary(videos=len(listing))
     if not listing:
@@ -244,7 +249,8 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
         if started_here:
             ray.shutdown()
     if export:
-        folder.export_json(out_dir)
+        with folder.writing_to(out_dir):
+            folder.export_json(out_dir)
     return summary
 
 
