@@ -118,7 +118,7 @@ class SynthPanel:
         self.model = model if isinstance(model, ModelRunner) else ModelRunner(model)
         self.out_dir = Path(out_dir) if out_dir is not None else Path(self.model.config.output_dir)
         self.per_session = self.model.config.per_session() if per_session is None else per_session
-        self.sessions = Sessions()
+        self.sessions = Sessions(self.model.config.max_sessions)
         self.api_description_tokens: int | None = None  # /synth's limits; None = SynthOptions' defaults
         self.api_qa_tokens: int | None = None
 
