@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import gradio as gr
 
 from ..config import AppConfig, GenerationSettings
-from ..engine import Engine, GenerationStats
+from ..engine import Engine, GenerationStats, visiting
 from ..prompts import Turn
 from ..video import VideoClip, VideoError
 from .zerogpu import EngineOnGpu, Gpu, StopFlag, gpu_duration, synth_call_duration
@@ -269,14 +269,17 @@ class ModelRunner:
         return self.holder.config
 
     def _answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-                end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
-        """Text chunks of the answer, then the answer's GenerationStats (runs on the GPU)."""
+                end: float | None, settings: GenerationSettings, stop: StopFlag,
+                visitor: str = "") -> Iterator[str | GenerationStats]:
+        """Text chunks of the answer, then the answer's GenerationStats (runs on the GPU), from and into
+        the `visitor`'s caches."""
         engine = self.holder.get()
-        engine.check_request(video, question, history, frames=frames, start=start, end=end,
-                             max_new_tokens=settings.max_new_tokens)  # before any decoding
-        clip = engine.load_clip(video, frames=frames, start=start, end=end)
-        yield from engine.stream(clip, question, history, settings=settings, stop=stop)
-        yield engine.last_stats
+        with visiting(visitor):
+            engine.check_request(video, question, history, frames=frames, start=start, end=end,
+                                 max_new_tokens=settings.max_new_tokens)  # before any decoding
+            clip = engine.load_clip(video, frames=frames, start=start, end=end)
+            yield from engine.stream(clip, question, history, settings=settings, stop=stop)
+            yield engine.last_stats
 
     def _synth_call(self, clip: VideoClip | None, question: str, history: Sequence[Turn],
                     settings: GenerationSettings | None, stop: StopFlag | None) -> Iterator[str]:
@@ -288,12 +291,14 @@ class ModelRunner:
             yield from engine.stream(clip, question, history, settings=settings, stop=stop)
 
     def answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-               end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
+               end: float | None, settings: GenerationSettings, stop: StopFlag,
+               visitor: str = "") -> Iterator[str | GenerationStats]:
         """The answer's text as it grows (chunks made while Gradio was busy come joined), then its
-        GenerationStats; the user's mistakes as gr.Error."""
+        GenerationStats; the user's mistakes as gr.Error. `visitor`: whose caches (Sessions.key)."""
         with user_errors(video):
             yield from stream_in_thread(
-                lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings, stop), stop)
+                lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings, stop,
+                                            visitor), stop)
 
     def synth_engine(self) -> Engine | EngineOnGpu:
         """The engine for the synthesis recipe: itself, or on ZeroGPU each model call in a GPU slot."""
