@@ -22,7 +22,8 @@ def test_the_model_runs_through_the_gpu_wrapper(tiny_engine, sample_video):
 
     chat = VideoChat(tiny_engine, gpu=gpu)
     answers = list(chat.api_ask(str(sample_video), "What?", 8, None, None, 3, 0.0, 1.0))
-    assert len(wrapped) == 1 and isinstance(wrapped[0][-1], StopFlag)
+    assert len(wrapped) == 1 and isinstance(wrapped[0][-2], StopFlag)
+    assert wrapped[0][-1] == "local", "whose caches: the session (none without a request)"
     assert answers[-1] and answers[-1] == tiny_engine.ask(str(sample_video), "What?",
                                                           settings=GenerationSettings(max_new_tokens=3))
 
