@@ -46,7 +46,10 @@ def one_session(http, api: str, video: Path, question: str) -> str:
     return re.findall(r"^event: (\w+)", reply, re.M)[-1]
 
 
-def run(root: Path, sessions: int, every: int, env_extra: dict[str, str], report=print) -> list[dict]:
+def run(root: Path, sessions: int, every: int, env_extra: dict[str, str], report=print,
+        sweep_wait_s: float = 0) -> list[dict]:
+    """The rows printed; with `sweep_wait_s`, a last row once the upload folder is empty (or that
+    many seconds after the last session, whichever comes first)."""
     import httpx
 
     sys.path.insert(0, str(ROOT))
@@ -86,10 +89,23 @@ def run(root: Path, sessions: int, every: int, env_extra: dict[str, str], report
                            "upload_kib": size // 1024, **events}
                     rows.append(row)
                     report(json.dumps(row))
+            waited_until = time.monotonic() + sweep_wait_s
+            while sweep_wait_s and time.monotonic() < waited_until and folder_usage(uploads)[0]:
+                time.sleep(0.5)
+            if sweep_wait_s:
+                files, size = folder_usage(uploads)
+                row = {"sessions": sessions, "after_sweep": True, "rss_mib": round(rss_mib(app.pid), 1),
+                       "upload_files": files, "upload_kib": size // 1024, **events}
+                rows.append(row)
+                report(json.dumps(row))
     finally:
         app.terminate()
         app.wait()
     return rows
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 def main() -> None:
@@ -97,8 +113,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="the tree whose app.py to run")
     parser.add_argument("--sessions", type=int, default=3000)
     parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--sweep-wait", type=float, default=0, help="seconds to wait for the uploads to be deleted")
     args = parser.parse_args()
-    run(args.root, args.sessions, args.every, {})
+    run(args.root, args.sessions, args.every, {}, _print, sweep_wait_s=args.sweep_wait)
 
 
 if __name__ == "__main__":
