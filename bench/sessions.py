@@ -38,8 +38,8 @@ def folder_usage(folder: Path) -> tuple[int, int]:
 
 def one_session(http, api: str, video: Path, question: str) -> str:
     """Upload `video` and ask `question` on /ask as a new session; the last SSE event's name."""
-    with open(video, "rb") as f:
-        uploaded = http.post(f"{api}upload", files={"files": (video.name, f, "video/mp4")}).json()[0]
+    data = video.read_bytes() + os.urandom(64)  # each upload its own (Gradio keeps one copy of equal files)
+    uploaded = http.post(f"{api}upload", files={"files": (video.name, data, "video/mp4")}).json()[0]
     file_data = {"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": video.name}
     event = http.post(f"{api}call/ask", json={"data": [file_data, question, 8, None, None, 1, None, None]}).json()
     reply = http.get(f"{api}call/ask/{event['event_id']}", timeout=120).text

@@ -74,3 +74,24 @@ def test_the_app_bounds_gradio_sessions_and_deletes_old_uploads():
     finally:
         demo.close()
     assert launched["capacity"] == 7
+
+
+def test_the_upload_routes_empty_leftovers_are_swept_once_older_than_the_ttl(tmp_path):
+    import os
+    import time
+
+    from llava_video_app.web.app import sweep_upload_leftovers
+
+    old, fresh = tmp_path / "tmpold123", tmp_path / "tmpfresh45"
+    kept = tmp_path / "0123abcd" / "example.mp4"  # a cached file Gradio tracks itself (an example)
+    kept.parent.mkdir()
+    for path in (old, fresh, kept):
+        path.write_bytes(b"")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    os.utime(kept, (time.time() - 120, time.time() - 120))
+    sweep_upload_leftovers(60, tmp_path, every_s=0.1)
+    for _ in range(300):  # a guard only: the first sweep comes after 0.1 s
+        if not old.exists():
+            break
+        time.sleep(0.1)
+    assert not old.exists() and fresh.exists() and kept.exists()

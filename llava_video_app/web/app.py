@@ -9,6 +9,11 @@ also reaches a forked ZeroGPU worker (see zerogpu.StopFlag).
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
@@ -62,7 +67,31 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
                                    max_file_size=f"{config.max_upload_mb}mb", mcp_server=config.mcp_server,
                                    show_error=True, state_session_capacity=config.max_sessions)
     options.update(overrides)
+    sweep_upload_leftovers(config.upload_ttl_s)
     return demo.launch(**options)
+
+
+def sweep_upload_leftovers(ttl_s: int, folder: Path | None = None, every_s: float | None = None) -> threading.Thread:
+    """Delete the empty `tmp*` files Gradio's upload route leaves in its cache folder (one per upload,
+    which delete_cache does not track), once older than `ttl_s`; checked every `every_s` (default
+    min(ttl_s, 300)) seconds."""
+    folder = folder or Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    every_s = every_s or max(1, min(ttl_s, 300))
+
+    def sweep() -> None:
+        while True:
+            time.sleep(every_s)
+            cutoff = time.time() - ttl_s
+            for leftover in folder.glob("tmp*"):
+                try:
+                    if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                        leftover.unlink()
+                except OSError:
+                    continue  # gone meanwhile, or not ours to delete: the next sweep looks again
+
+    thread = threading.Thread(target=sweep, name="sweep-uploads", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_app(config: AppConfig) -> None:
