@@ -32,8 +32,16 @@ def rss_mib(pid: int) -> float:
 
 
 def folder_usage(folder: Path) -> tuple[int, int]:
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    return len(files), sum(p.stat().st_size for p in files)
+    """(files, bytes) under `folder`; files deleted while counting are not counted."""
+    count = size = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                size += path.stat().st_size
+                count += 1
+        except FileNotFoundError:
+            continue
+    return count, size
 
 
 def one_session(http, api: str, video: Path, question: str) -> str:
