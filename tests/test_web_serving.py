@@ -76,22 +76,21 @@ def test_the_app_bounds_gradio_sessions_and_deletes_old_uploads():
     assert launched["capacity"] == 7
 
 
-def test_the_upload_routes_empty_leftovers_are_swept_once_older_than_the_ttl(tmp_path):
-    import os
+def test_uploads_and_their_leftovers_are_swept_once_older_than_the_ttl_but_the_examples_stay(tmp_path):
     import time
 
-    from llava_video_app.web.app import sweep_upload_leftovers
+    from llava_video_app.web.app import sweep_uploads
 
-    old, fresh = tmp_path / "tmpold123", tmp_path / "tmpfresh45"
-    kept = tmp_path / "0123abcd" / "example.mp4"  # a cached file Gradio tracks itself (an example)
-    kept.parent.mkdir()
-    for path in (old, fresh, kept):
-        path.write_bytes(b"")
-    os.utime(old, (time.time() - 120, time.time() - 120))
-    os.utime(kept, (time.time() - 120, time.time() - 120))
-    sweep_upload_leftovers(60, tmp_path, every_s=0.1)
+    example = tmp_path / "0123abcd" / "example.mp4"
+    files = [tmp_path / "tmpold123", tmp_path / "beef" / "upload.mp4", example]
+    for path in files:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"video")
+    time.sleep(1.2)  # ctime cannot be set back: age them for real, past a 1 s time to live
+    sweep_uploads(1, tmp_path, every_s=0.1, keep=lambda: {str(example.resolve())})
     for _ in range(300):  # a guard only: the first sweep comes after 0.1 s
-        if not old.exists():
+        if not files[0].exists() and not files[1].exists():
             break
         time.sleep(0.1)
-    assert not old.exists() and fresh.exists() and kept.exists()
+    assert not files[0].exists() and not files[1].parent.exists(), "old files and their emptied folder gone"
+    assert example.exists(), "an example stays"

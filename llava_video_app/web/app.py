@@ -67,27 +67,37 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
                                    max_file_size=f"{config.max_upload_mb}mb", mcp_server=config.mcp_server,
                                    show_error=True, state_session_capacity=config.max_sessions)
     options.update(overrides)
-    sweep_upload_leftovers(config.upload_ttl_s)
+    sweep_uploads(config.upload_ttl_s, keep=lambda: _examples(demo))
     return demo.launch(**options)
 
 
-def sweep_upload_leftovers(ttl_s: int, folder: Path | None = None, every_s: float | None = None) -> threading.Thread:
-    """Delete the empty `tmp*` files Gradio's upload route leaves in its cache folder (one per upload,
-    which delete_cache does not track), once older than `ttl_s`; checked every `every_s` (default
-    min(ttl_s, 300)) seconds."""
+def _examples(demo: gr.Blocks) -> set[str]:
+    """The cached files Gradio keeps for good (components' defaults and examples)."""
+    return {str(Path(p).resolve()) for block in demo.blocks.values() for p in getattr(block, "keep_in_cache", ())}
+
+
+def sweep_uploads(ttl_s: int, folder: Path | None = None, every_s: float | None = None,
+                  keep: Callable[[], set[str]] = set) -> threading.Thread:
+    """Delete the files in Gradio's cache folder (uploads, their copies, the upload route's empty
+    leftovers) once `ttl_s` old, but those `keep()` names (the examples); checked every `every_s`
+    (default min(ttl_s, 300)) seconds. Gradio's own delete_cache is kept too, but its sweep dies when
+    an upload arrives while it runs (it iterates the set of uploads as they are added), and it does not
+    know the leftovers: measured, with a 30 s TTL nothing was deleted under a steady stream of uploads."""
     folder = folder or Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
     every_s = every_s or max(1, min(ttl_s, 300))
 
     def sweep() -> None:
         while True:
             time.sleep(every_s)
-            cutoff = time.time() - ttl_s
-            for leftover in folder.glob("tmp*"):
+            cutoff, kept = time.time() - ttl_s, keep()
+            for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
                 try:
-                    if leftover.is_file() and leftover.stat().st_mtime < cutoff:
-                        leftover.unlink()
+                    if path.is_dir():
+                        path.rmdir()  # only if emptied
+                    elif path.lstat().st_ctime < cutoff and str(path.resolve()) not in kept:
+                        path.unlink()
                 except OSError:
-                    continue  # gone meanwhile, or not ours to delete: the next sweep looks again
+                    continue  # in use, not empty, gone meanwhile: the next sweep looks again
 
     thread = threading.Thread(target=sweep, name="sweep-uploads", daemon=True)
     thread.start()
