@@ -7,9 +7,11 @@ conversation are kept, so a follow-up question on the same video only prefills i
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Sequence
@@ -21,6 +23,21 @@ from .config import AppConfig, GenerationSettings
 from .decoding import CompiledDecoder, IncrementalDecoder, compile_cache_dir, sample
 from .kv_cache import ConversationCache, check_holds, drop_last
 from .recently_used import RecentlyUsed
+
+# Whose caches a request uses: the visitor it is for (a browser session on the app; "" for the CLI and
+# the synthesis recipe). Every cache key starts with it, so a visitor never hits, nor is told about,
+# another visitor's cached video or conversation, and Clear drops only the visitor's own entries.
+_visitor: contextvars.ContextVar[str] = contextvars.ContextVar("cache_visitor", default="")
+
+
+@contextmanager
+def visiting(visitor: str) -> Iterator[None]:
+    """Within the block (this thread, or a generator consumed in it), the caches are `visitor`'s."""
+    token = _visitor.set(visitor)
+    try:
+        yield
+    finally:
+        _visitor.reset(token)
 from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
 from .request import RequestError, check_clip, check_question, prompt_within_budget
@@ -70,6 +87,7 @@ class Engine:
         self._decoder = CompiledDecoder(model.lm) if compiled else None
         # Compiled steps need fixed-size KV tensors.
         self._kv = ConversationCache(model.lm.config, model.context_length, static=compiled)
+        self._kv_visitor = ""  # whose conversation self._kv holds
         if model.device.type == "cuda" and not self.config.cudnn_attention:
             # cuDNN's attention builds an execution plan for every new input shape, and a follow-up
             # question is always a new shape; the flash / memory-efficient kernels build nothing.
@@ -138,7 +156,7 @@ class Engine:
         path = Path(path)
         frames = frames or self.config.frames
         size = (self.model.vision.image_size,) * 2 if self.config.decode_at_model_size else None
-        key = (*_file_identity(path), frames, start, end, sample_fps, max_frames, size)
+        key = (_visitor.get(), *_file_identity(path), frames, start, end, sample_fps, max_frames, size)
         return self._clips.get_or_make(key, lambda: video_stage.load_video(
             path, num_frames=frames, start=start, end=end, sample_fps=sample_fps, max_frames=max_frames, size=size))
 
@@ -378,6 +396,8 @@ class Engine:
             # Prefill: only what the stored conversation does not already hold.
             with self._lock, torch.inference_mode():
                 prefill_started = time.perf_counter()
+                if self._kv_visitor != _visitor.get():  # another visitor's conversation: nothing of it is reused
+                    self._kv.forget()
                 cache, stats.reused_tokens = self._kv.checkout(ids, visual, visual_key, total + settings.max_new_tokens)
                 logits, cache = self._prefill(ids, visual, cache, stats.reused_tokens)
                 token = sample(logits, settings.temperature, settings.top_p, generator)
@@ -413,6 +433,7 @@ class Engine:
                 stats.peak_vram_gib = torch.cuda.max_memory_allocated(model.device) / 2**30
             if cache is not None:
                 self._kv.checkin(visual_key, fed, cache)
+                self._kv_visitor = _visitor.get()
             self.last_stats = stats
 
     def _decode_step(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -422,12 +443,18 @@ class Engine:
         with torch.inference_mode():
             return self.model.lm(input_ids=input_ids, use_cache=True, **with_cache(cache)).logits[0, -1]
 
-    def clear(self) -> None:
-        """Forget cached videos, features and conversation state (a "new video" reset)."""
+    def clear(self, visitor: str | None = None) -> None:
+        """Forget cached videos, features and conversation state (a "new video" reset): `visitor`'s
+        only, or everyone's (None)."""
         with self._lock:
-            self._clips.clear()
-            self._features.clear()
-            self._kv.forget()  # the static cache stays: the compiled decoder is bound to its addresses
+            if visitor is None:
+                self._clips.clear()
+                self._features.clear()
+            else:
+                self._clips.drop_where(lambda key: key[0] == visitor)
+                self._features.drop_where(lambda key: key[0] == visitor)
+            if visitor is None or self._kv_visitor == visitor:
+                self._kv.forget()  # the static cache stays: the compiled decoder is bound to its addresses
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
 
@@ -459,4 +486,4 @@ def _file_identity(path: Path) -> tuple:
 
 
 def _clip_key(clip: VideoClip) -> Hashable:
-    return (*_file_identity(Path(clip.path)), tuple(clip.frame_indices), clip.frames.shape)
+    return (_visitor.get(), *_file_identity(Path(clip.path)), tuple(clip.frame_indices), clip.frames.shape)

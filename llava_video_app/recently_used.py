@@ -37,6 +37,12 @@ class RecentlyUsed(OrderedDict):
                 self.nbytes -= self._sizes.pop(oldest)
         return value, False
 
+    def drop_where(self, matches: Callable[[Hashable], bool]) -> None:
+        """Drop the entries whose key `matches`."""
+        for key in [k for k in self if matches(k)]:
+            del self[key]
+            self.nbytes -= self._sizes.pop(key)
+
     def clear(self) -> None:
         super().clear()
         self._sizes.clear()

@@ -172,7 +172,7 @@ def test_bad_input_is_a_message_and_the_app_keeps_working(chat, sample_video, tm
     with pytest.warns(UserWarning, match="notes.mp4"):
         _, _, info, state, _, _ = chat.on_video(str(not_video))
     assert "notes.mp4" in info and state == ChatState()
-    with pytest.raises(gr.Error, match="notes.mp4 is not a video"):
+    with pytest.raises(gr.Error, match="notes.mp4 is a text file, not a video"):
         _ask(chat, str(not_video), "What?")
     with pytest.raises(gr.Error, match="Upload a video"):
         _ask(chat, None, "What?")
@@ -280,3 +280,36 @@ def test_out_of_gpu_memory_becomes_a_message_and_the_next_question_is_answered(c
     monkeypatch.setattr(engine.model, "lm", model_lm)
     outputs, state = _ask(chat, str(sample_video), "What?")
     assert state.turns[-1].answer, "the model is still loaded and answers"
+
+
+class _Visitor:
+    """What Gradio passes a handler as gr.Request: the browser session's hash."""
+
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
+
+
+def test_two_visitors_share_no_cache_hit_and_clear_touches_only_the_visitors_own(chat, sample_video, monkeypatch):
+    """The same upload from two browser sessions: the second decodes and encodes it afresh and is told
+    nothing about the first (no "video from cache", no reused prompt tokens); its follow-up hits its own
+    cache; one visitor's Clear leaves the other's entries."""
+    alice, bob = _Visitor("alice"), _Visitor("bob")
+    decoded = []
+    real_load = video_stage.load_video
+    monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: decoded.append(a) or real_load(*a, **k))
+
+    def ask(visitor, question="What?", state=None):
+        outputs = list(chat.ask(str(sample_video), question, 0, None, 8, 4, 0.0, 1.0, state, visitor))
+        return outputs[-1][1], outputs[-1][3]  # state, status line
+
+    alice_state, _ = ask(alice)
+    bob_state, bob_status = ask(bob)
+    assert len(decoded) == 2, "bob's request decoded the video itself"
+    assert "video from cache" not in bob_status and "prompt tokens reused" not in bob_status
+    _, bob_follow_up = ask(bob, "And then?", bob_state)
+    assert len(decoded) == 2 and "video from cache" in bob_follow_up, "bob's own follow-up uses bob's cache"
+    chat.clear(bob)
+    _, alice_follow_up = ask(alice, "And then?", alice_state)
+    assert len(decoded) == 2 and "video from cache" in alice_follow_up, "bob's Clear left alice's cache"
+    _, bob_again = ask(bob)
+    assert len(decoded) == 3 and "video from cache" not in bob_again

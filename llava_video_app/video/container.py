@@ -14,17 +14,18 @@ _LENIENT_METADATA: dict[str, Any] = {"metadata_errors": "ignore"}
 _takes_metadata_errors: bool | None = None  # None until the first open has found out
 
 
-def open_input(path: str) -> Any:
-    """av.open(path) for reading (an InputContainer), tolerant of undecodable metadata where PyAV has the choice."""
+def open_input(path: str, **options: Any) -> Any:
+    """av.open(path, **options) for reading (an InputContainer), tolerant of undecodable metadata where PyAV
+    has the choice."""
     global _takes_metadata_errors
     if _takes_metadata_errors is False:
-        return av.open(path)
+        return av.open(path, **options)
     try:
-        container = av.open(path, **_LENIENT_METADATA)
+        container = av.open(path, **options, **_LENIENT_METADATA)
     except TypeError as err:
         if "metadata_errors" not in str(err):
             raise
         _takes_metadata_errors = False
-        return av.open(path)
+        return av.open(path, **options)
     _takes_metadata_errors = True
     return container

@@ -9,6 +9,11 @@ also reaches a forked ZeroGPU worker (see zerogpu.StopFlag).
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
@@ -29,7 +34,10 @@ def build_ui(chat: VideoChat | EngineHolder | Engine, extra_tabs: Sequence[Extra
     chat = chat if isinstance(chat, VideoChat) else VideoChat(chat)
     private = dict(api_visibility="private")
     # analytics: off unless the config says so (keep_start_up_offline has set the environment alike)
-    with gr.Blocks(title="LLaVA-Video", analytics_enabled=chat.config.analytics) as demo:
+    # Uploads and other temporary files go upload_ttl_s after they were made (checked every few minutes).
+    ttl = chat.config.upload_ttl_s
+    with gr.Blocks(title="LLaVA-Video", analytics_enabled=chat.config.analytics,
+                   delete_cache=(max(1, min(ttl, 300)), ttl)) as demo:
         gr.Markdown("## LLaVA-Video: ask about a video\nDrop in a video, pick a task or type a question, "
                     "and watch the answer stream in. Follow-up questions continue the conversation on the "
                     "same clip.")
@@ -57,9 +65,43 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
         raise SystemExit("error: --mcp-server needs the MCP extra: pip install 'gradio[mcp]'")
     options: dict[str, Any] = dict(server_name=config.host, server_port=config.port, share=config.share,
                                    max_file_size=f"{config.max_upload_mb}mb", mcp_server=config.mcp_server,
-                                   show_error=True)
+                                   show_error=True, state_session_capacity=config.max_sessions)
     options.update(overrides)
+    sweep_uploads(config.upload_ttl_s, keep=lambda: _examples(demo))
     return demo.launch(**options)
+
+
+def _examples(demo: gr.Blocks) -> set[str]:
+    """The cached files Gradio keeps for good (components' defaults and examples)."""
+    return {str(Path(p).resolve()) for block in demo.blocks.values() for p in getattr(block, "keep_in_cache", ())}
+
+
+def sweep_uploads(ttl_s: int, folder: Path | None = None, every_s: float | None = None,
+                  keep: Callable[[], set[str]] = set) -> threading.Thread:
+    """Delete the files in Gradio's cache folder (uploads, their copies, the upload route's empty
+    leftovers) once `ttl_s` old, but those `keep()` names (the examples); checked every `every_s`
+    (default min(ttl_s, 300)) seconds. Gradio's own delete_cache is kept too, but its sweep dies when
+    an upload arrives while it runs (it iterates the set of uploads as they are added), and it does not
+    know the leftovers: measured, with a 30 s TTL nothing was deleted under a steady stream of uploads."""
+    folder = folder or Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    every_s = every_s or max(1, min(ttl_s, 300))
+
+    def sweep() -> None:
+        while True:
+            time.sleep(every_s)
+            cutoff, kept = time.time() - ttl_s, keep()
+            for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+                try:
+                    if path.is_dir():
+                        path.rmdir()  # only if emptied
+                    elif path.lstat().st_ctime < cutoff and str(path.resolve()) not in kept:
+                        path.unlink()
+                except OSError:
+                    continue  # in use, not empty, gone meanwhile: the next sweep looks again
+
+    thread = threading.Thread(target=sweep, name="sweep-uploads", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_app(config: AppConfig) -> None:

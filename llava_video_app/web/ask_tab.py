@@ -16,7 +16,7 @@ import gradio as gr
 
 from .. import video as video_stage
 from ..config import TEMPERATURE_MAX
-from ..engine import Engine, GenerationStats
+from ..engine import Engine, GenerationStats, visiting
 from ..prompts import CAPTION_QUESTION, Turn
 from ..request import check_question, check_request
 from ..video import VideoError
@@ -59,7 +59,7 @@ class VideoChat:
         self.model = ModelRunner(holder, gpu=gpu)
         self.holder = self.model.holder
         self.config = self.holder.config
-        self.sessions = Sessions()
+        self.sessions = Sessions(self.config.max_sessions)
 
     def forget_session(self, request: gr.Request | None = None) -> None:
         """The tab was closed: stop its generation and drop its state."""
@@ -115,14 +115,15 @@ class VideoChat:
         new = conversation is not state
         history = tuple(conversation.turns)
         engine = self.holder.get()
-        with user_errors(video):
+        visitor = Sessions.key(request)  # the caches are this browser session's own
+        with user_errors(video), visiting(visitor):
             engine.check_request(video, question, history, frames=frames, start=start, end=end,
                                  max_new_tokens=settings.max_new_tokens)  # before any decoding
             clip = engine.load_clip(video, frames=frames, start=start, end=end)
         session = self.sessions.get(request)
         session.stop.clear()
         session.idle.clear()
-        answers = self.model.answer(video, question, history, frames, start, end, settings, session.stop)
+        answers = self.model.answer(video, question, history, frames, start, end, settings, session.stop, visitor)
         stats = None
         try:
             yield (chat_messages([*history, Turn(question, "")]), conversation,
@@ -160,13 +161,13 @@ class VideoChat:
         Returns (video, start, end, info, state, chat, gallery, status)."""
         self.sessions.stop(request)
         if self.holder.ready:
-            self.holder.engine.clear()
+            self.holder.engine.clear(visitor=Sessions.key(request))  # this visitor's entries only
         return None, 0, None, "", ChatState(), [], [], self.status()
 
     # API endpoints (gradio_client, MCP): the growing answer text
     def api_ask(self, video: str, question: str, frames: float | None = None, start: float | None = None,
                 end: float | None = None, max_new_tokens: float | None = None, temperature: float | None = None,
-                top_p: float | None = None) -> Iterator[str]:
+                top_p: float | None = None, request: gr.Request | None = None) -> Iterator[str]:
         """Ask a question about a video. Streams the answer as it grows.
 
         Args:
@@ -187,7 +188,7 @@ class VideoChat:
                                     temperature=temperature, top_p=top_p)
         text = ""
         for item in self.model.answer(video, question, (), checked.frames, checked.start, checked.end,
-                                      checked.generation, StopFlag()):
+                                      checked.generation, StopFlag(), Sessions.key(request)):
             if isinstance(item, str) and item:
                 text += item
                 yield text
@@ -196,7 +197,8 @@ class VideoChat:
 
     def api_caption(self, video: str, frames: float | None = None, start: float | None = None,
                     end: float | None = None, max_new_tokens: float | None = None,
-                    temperature: float | None = None, top_p: float | None = None) -> Iterator[str]:
+                    temperature: float | None = None, top_p: float | None = None,
+                    request: gr.Request | None = None) -> Iterator[str]:
         """A detailed caption of a video. Streams the caption as it grows.
 
         Args:
@@ -208,11 +210,13 @@ class VideoChat:
             temperature: 0 = greedy (default).
             top_p: nucleus sampling threshold.
         """
-        yield from self.api_ask(video, CAPTION_QUESTION, frames, start, end, max_new_tokens, temperature, top_p)
+        yield from self.api_ask(video, CAPTION_QUESTION, frames, start, end, max_new_tokens, temperature, top_p,
+                                request)
 
     def api_ask_type(self, video: str, task: str, frames: float | None = None, start: float | None = None,
                      end: float | None = None, max_new_tokens: float | None = None,
-                     temperature: float | None = None, top_p: float | None = None) -> Iterator[str]:
+                     temperature: float | None = None, top_p: float | None = None,
+                     request: gr.Request | None = None) -> Iterator[str]:
         """Ask one of the 16 LLaVA-Video question types' example questions (or "Detailed caption").
         Streams the answer as it grows.
 
@@ -230,7 +234,7 @@ class VideoChat:
             question = question_for_task(task) if task != TASK_OWN else ""
         if not question:
             raise refuse(f"task must be one of: {', '.join(TASKS[:-1])}")
-        yield from self.api_ask(video, question, frames, start, end, max_new_tokens, temperature, top_p)
+        yield from self.api_ask(video, question, frames, start, end, max_new_tokens, temperature, top_p, request)
 
 
 # --- layout ------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import gradio as gr
 
 from ..config import AppConfig, GenerationSettings
-from ..engine import Engine, GenerationStats
+from ..engine import Engine, GenerationStats, visiting
 from ..prompts import Turn
 from ..video import VideoClip, VideoError
 from .zerogpu import EngineOnGpu, Gpu, StopFlag, gpu_duration, synth_call_duration
@@ -135,19 +136,37 @@ class Session:
 
 
 class Sessions:
-    """One Session per browser tab (Gradio's session hash; "local" when called without a request)."""
+    """One Session per browser tab (Gradio's session hash; "local" when called without a request), at
+    most `capacity` (AppConfig.max_sessions): API clients never send the page's unload, so the least
+    recently used idle sessions make room (one mid-answer is kept)."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
+    def __init__(self, capacity: int = 500) -> None:
+        self.capacity = max(1, capacity)
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
     def key(request: gr.Request | None) -> str:
         return getattr(request, "session_hash", None) or "local"
 
+    def __len__(self) -> int:
+        return len(self._sessions)
+
     def get(self, request: gr.Request | None) -> Session:
+        key = self.key(request)
         with self._lock:
-            return self._sessions.setdefault(self.key(request), Session())
+            session = self._sessions.get(key)
+            if session is None:
+                session = self._sessions[key] = Session()
+                self._evict()
+            self._sessions.move_to_end(key)
+            return session
+
+    def _evict(self) -> None:
+        for key in [k for k, s in self._sessions.items() if s.idle.is_set()]:
+            if len(self._sessions) <= self.capacity:
+                break
+            del self._sessions[key]
 
     def pop(self, request: gr.Request | None) -> Session | None:
         with self._lock:
@@ -255,14 +274,17 @@ class ModelRunner:
         return self.holder.config
 
     def _answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-                end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
-        """Text chunks of the answer, then the answer's GenerationStats (runs on the GPU)."""
+                end: float | None, settings: GenerationSettings, stop: StopFlag,
+                visitor: str = "") -> Iterator[str | GenerationStats]:
+        """Text chunks of the answer, then the answer's GenerationStats (runs on the GPU), from and into
+        the `visitor`'s caches."""
         engine = self.holder.get()
-        engine.check_request(video, question, history, frames=frames, start=start, end=end,
-                             max_new_tokens=settings.max_new_tokens)  # before any decoding
-        clip = engine.load_clip(video, frames=frames, start=start, end=end)
-        yield from engine.stream(clip, question, history, settings=settings, stop=stop)
-        yield engine.last_stats
+        with visiting(visitor):
+            engine.check_request(video, question, history, frames=frames, start=start, end=end,
+                                 max_new_tokens=settings.max_new_tokens)  # before any decoding
+            clip = engine.load_clip(video, frames=frames, start=start, end=end)
+            yield from engine.stream(clip, question, history, settings=settings, stop=stop)
+            yield engine.last_stats
 
     def _synth_call(self, clip: VideoClip | None, question: str, history: Sequence[Turn],
                     settings: GenerationSettings | None, stop: StopFlag | None) -> Iterator[str]:
@@ -274,12 +296,14 @@ class ModelRunner:
             yield from engine.stream(clip, question, history, settings=settings, stop=stop)
 
     def answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-               end: float | None, settings: GenerationSettings, stop: StopFlag) -> Iterator[str | GenerationStats]:
+               end: float | None, settings: GenerationSettings, stop: StopFlag,
+               visitor: str = "") -> Iterator[str | GenerationStats]:
         """The answer's text as it grows (chunks made while Gradio was busy come joined), then its
-        GenerationStats; the user's mistakes as gr.Error."""
+        GenerationStats; the user's mistakes as gr.Error. `visitor`: whose caches (Sessions.key)."""
         with user_errors(video):
             yield from stream_in_thread(
-                lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings, stop), stop)
+                lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings, stop,
+                                            visitor), stop)
 
     def synth_engine(self) -> Engine | EngineOnGpu:
         """The engine for the synthesis recipe: itself, or on ZeroGPU each model call in a GPU slot."""

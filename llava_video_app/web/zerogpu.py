@@ -52,7 +52,7 @@ class StopFlag(threading.Event):
 
 
 def gpu_duration(video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-                 end: float | None, settings: GenerationSettings, stop: StopFlag) -> int:
+                 end: float | None, settings: GenerationSettings, stop: StopFlag, visitor: str = "") -> int:
     """Seconds of ZeroGPU time to ask for one answer (spaces.GPU's dynamic duration): room for
     decoding and encoding the frames, the prefill, and max_new_tokens at a slow 20 tokens/s.
     64 frames and 1024 tokens: 97 s."""
