@@ -116,6 +116,6 @@ def build_prompt(
                 raise ValueError("a video prompt needs the video's duration and frame timestamps")
             user = f"{IMAGE_PLACEHOLDER}{time_instruction(duration, timestamps)}\n{user}"
         text += f"{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n"
-        if i < len(turns) - 1:
-            text += f"{turn.answer}{IM_END}\n"
+        if i < len(turns) - 1:  # stripped, as the authors store a decoded answer in the conversation
+            text += f"{turn.answer.strip()}{IM_END}\n"
     return text
