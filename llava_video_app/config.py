@@ -103,8 +103,8 @@ class AppConfig:
     frames: int = 64  # frames sampled uniformly (the authors' default)
     decode_at_model_size: bool = True  # let the decoder scale to the tower's input size
 
-    # Generation (greedy by default, like the model card)
-    max_new_tokens: int = 1024
+    # Generation (greedy, at most 4096 new tokens by default, like the model card; Stop ends one sooner)
+    max_new_tokens: int = 4096
     temperature: float = 0.0
     top_p: float = 1.0
 
@@ -260,7 +260,7 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
 class GenerationSettings:
     """How one answer is sampled: greedy by default, like the model card."""
 
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 4096
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     ignore_eos: bool = False  # benchmarks: always generate max_new_tokens

@@ -135,7 +135,8 @@ def build_tiny_checkpoint(outdir: str | Path, *, newline_position: str = "grid",
     generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer_size - 1, tokenizer_size - 3],
                   "pad_token_id": tokenizer_size - 3, "do_sample": True, "repetition_penalty": 1.05,
                   "temperature": 0.7, "top_k": 20, "top_p": 0.8, **(generation_overrides or {})}
-    (outdir / "generation_config.json").write_text(json.dumps({k: v for k, v in generation.items() if v is not None}))
+    generation = {k: v for k, v in generation.items() if v is not None}
+    (outdir / "generation_config.json").write_text(json.dumps(generation))
     return outdir
 
 
@@ -151,9 +152,13 @@ def _init(name: str, shape: torch.Size, generator: torch.Generator, device: str)
     # Biases random and non-zero, norm weights away from 1 (and 0): a forward pass that drops a bias or
     # a norm's affine then changes the logits, which a checkpoint of zeros and ones would hide.
     if name.endswith("bias"):
-        values = _away_from(0.0, 0.02, 0.1, shape, generator, device)
+        values = _away_from(0.0, 0.05, 0.2, shape, generator, device)
     elif "norm" in name and name.endswith("weight"):
         values = _away_from(1.0, 0.1, 0.4, shape, generator, device)
+    elif name.startswith(VISION_PREFIX) and len(shape) >= 2 and "position" not in name:
+        # 1/sqrt(fan-in), not 0.02: at 0.02 the toy tower's attention is uniform and its LayerNorms all
+        # but linear, so its q/k biases and norm affines hardly reach the logits.
+        values = torch.randn(shape, generator=generator, device=device) * shape[1:].numel() ** -0.5
     else:
         values = torch.randn(shape, generator=generator, device=device) * 0.02
     return values.to(torch.bfloat16)
