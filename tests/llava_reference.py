@@ -84,13 +84,16 @@ class ReferenceLlavaVideo:
         self.lm_head = head[:len(self.tokenizer)]  # model.resize_token_embeddings(len(tokenizer))
 
     # --- vision ------------------------------------------------------------------------------------
-    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """SigLipImageProcessor: bicubic resize to size x size, rescale 1/255, normalise mean = std = 0.5."""
+    def resize(self, frames: np.ndarray) -> np.ndarray:
+        """SigLipImageProcessor's resize: PIL bicubic to size x size (uint8 out, as PIL rounds it)."""
         from PIL import Image
 
         size = self.vision_config["image_size"]
-        images = [np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC), dtype=np.float32) for f in frames]
-        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
+        return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """SigLipImageProcessor: bicubic resize to size x size, rescale 1/255, normalise mean = std = 0.5."""
+        pixels = torch.from_numpy(self.resize(frames).astype(np.float32)).permute(0, 3, 1, 2) / 255.0
         return (pixels - 0.5) / 0.5
 
     def siglip(self, pixels: torch.Tensor) -> torch.Tensor:
