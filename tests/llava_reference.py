@@ -223,7 +223,8 @@ class ReferenceLlavaVideo:
             steps.append(logits)
             scores = logits.clone()
             for t in set(out):  # RepetitionPenaltyLogitsProcessor
-                scores[t] = scores[t] * self.repetition_penalty if scores[t] < 0 else scores[t] / self.repetition_penalty
+                penalty = self.repetition_penalty
+                scores[t] = scores[t] * penalty if scores[t] < 0 else scores[t] / penalty
             token = int(scores.argmax())
             if token in self.eos and not ignore_eos:
                 break

@@ -66,11 +66,14 @@ FAULTS = (
           "state.cache.crop(reused - int(state.cache.get_seq_length()))", "pass"),
     # --- weights the old tiny checkpoint hid -------------------------------------------------------
     Fault("weights", "LM q_proj bias ignored", "model.py", "    lm.eval()\n    return lm",
-          "    for layer in lm.model.layers:\n        layer.self_attn.q_proj.bias.data.zero_()\n    lm.eval()\n    return lm"),
+          "    for layer in lm.model.layers:\n        layer.self_attn.q_proj.bias.data.zero_()\n"
+          "    lm.eval()\n    return lm"),
     Fault("weights", "LM k_proj bias ignored", "model.py", "    lm.eval()\n    return lm",
-          "    for layer in lm.model.layers:\n        layer.self_attn.k_proj.bias.data.zero_()\n    lm.eval()\n    return lm"),
+          "    for layer in lm.model.layers:\n        layer.self_attn.k_proj.bias.data.zero_()\n"
+          "    lm.eval()\n    return lm"),
     Fault("weights", "LM RMSNorm (input_layernorm) ignores its weight", "model.py", "    lm.eval()\n    return lm",
-          "    for layer in lm.model.layers:\n        layer.input_layernorm.weight.data.fill_(1)\n    lm.eval()\n    return lm"),
+          "    for layer in lm.model.layers:\n        layer.input_layernorm.weight.data.fill_(1)\n"
+          "    lm.eval()\n    return lm"),
     Fault("weights", "LM final RMSNorm ignores its weight", "model.py", "    lm.eval()\n    return lm",
           "    lm.model.norm.weight.data.fill_(1)\n    lm.eval()\n    return lm"),
     Fault("weights", "SigLIP LayerNorms ignore their bias", "model.py",

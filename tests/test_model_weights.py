@@ -71,7 +71,8 @@ def test_resetting_any_bias_or_norm_weight_changes_the_logits(tiny_model, sample
         assert expected in groups
     # No effect by design: the tower's output skips its post-layernorm (as upstream), and a key bias
     # without rotary positions adds the same score to every key (softmax ignores it).
-    unused = {name for name in groups if "post_layernorm" in name or name.startswith("vision.") and "k_proj.bias" in name}
+    unused = {name for name in groups
+              if "post_layernorm" in name or name.startswith("vision.") and "k_proj.bias" in name}
     assert len(unused) == 3 and len(groups) >= 20
     changes = {}
     for name, tensors in groups.items():
