@@ -93,3 +93,14 @@ def test_an_answer_stops_at_a_stop_id_only_the_file_names(tiny_engine, tmp_path)
 def test_default_answer_length_is_the_model_cards_4096():
     assert AppConfig().max_new_tokens == GenerationSettings().max_new_tokens == 4096
     assert GenerationSettings.from_config(AppConfig()).max_new_tokens == 4096
+
+
+def test_the_caption_command_and_its_help_say_4096(monkeypatch):
+    """The caption preset takes the default: never cut shorter than the authors' run (4096 new tokens)."""
+    from llava_video_app import cli
+
+    assert "default 4096" in cli.MaxTokensOpt.help
+    monkeypatch.delenv("LLAVA_VIDEO_MAX_NEW_TOKENS", raising=False)
+    config, request = cli._checked_request(AppConfig(), frames=None, start=None, end=None, max_new_tokens=None,
+                                           temperature=None, top_p=None)
+    assert config.max_new_tokens == request.generation.max_new_tokens == 4096
