@@ -5,6 +5,7 @@ test catches each: a check that the parity tests see drift from the authors' mod
     python tests/mutations.py --only 3 7      # some of them (numbers as listed by --list)
     python tests/mutations.py --all-tests     # run every model-path test per fault (slower), not up to
                                               # the first failure
+    python tests/mutations.py --only 8 9 --tests tests/test_parity.py   # caught by this file alone?
 
 A fault is one exact text replacement in one file of llava_video_app/ (the original must occur exactly
 once, else the fault is reported as not applicable: the code moved on and the fault needs updating).
@@ -124,10 +125,11 @@ def copy_project(destination: Path) -> None:
         shutil.copy2(ROOT / name, destination / name)
 
 
-def run_tests(copy: Path, report: Path, all_tests: bool) -> tuple[int, list[str], float]:
+def run_tests(copy: Path, report: Path, all_tests: bool,
+              tests: tuple[str, ...] = MODEL_PATH_TESTS) -> tuple[int, list[str], float]:
     """(pytest's exit status, failing test ids, seconds) for the copy's model-path tests."""
     env = {**os.environ, "PYTHONPATH": f"{copy}{os.pathsep}{copy / 'tests'}"}
-    command = [sys.executable, "-m", "pytest", *MODEL_PATH_TESTS, "-q", "-m", "not slow", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", *tests, "-q", "-m", "not slow", "-p", "no:cacheprovider",
                f"--junitxml={report}", *([] if all_tests else ["-x"])]
     started = time.monotonic()
     done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the faults and exit")
     parser.add_argument("--all-tests", action="store_true", help="run every model-path test per fault")
     parser.add_argument("--skip-baseline", action="store_true", help="do not run the unmutated copy first")
+    parser.add_argument("--tests", nargs="*", default=list(MODEL_PATH_TESTS), help="test files to run")
     args = parser.parse_args(argv)
     chosen = [(n, f) for n, f in enumerate(FAULTS, 1) if not args.only or n in args.only]
     if args.list:
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the copy's package is not the one imported: {check.stdout or check.stderr}", file=sys.stderr)
             return 2
         if not args.skip_baseline:
-            status, failed, seconds = run_tests(copy, Path(tmp) / "baseline.xml", all_tests=True)
+            status, failed, seconds = run_tests(copy, Path(tmp) / "baseline.xml", True, tuple(args.tests))
             print(f"baseline (no fault): exit {status}, {len(failed)} failing, {seconds:.0f} s", file=sys.stderr)
             if status != 0:
                 print("the unmutated copy fails:", *failed, sep="\n  ", file=sys.stderr)
@@ -176,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             path.write_text(original.replace(fault.original, fault.planted))
             try:
-                status, failed, seconds = run_tests(copy, Path(tmp) / f"fault-{n}.xml", args.all_tests)
+                status, failed, seconds = run_tests(copy, Path(tmp) / f"fault-{n}.xml", args.all_tests,
+                                                    tuple(args.tests))
             finally:
                 path.write_text(original)
             if status == 0 or not failed:
