@@ -39,8 +39,9 @@ FramesOpt = typer.Option(None, "--frames", metavar="INTEGER", help="Frames sampl
                          "the app's max_frames, 128 unless LLAVA_VIDEO_MAX_FRAMES says otherwise).")
 StartOpt = typer.Option(None, "--start", help="Trim start, seconds.")
 EndOpt = typer.Option(None, "--end", help="Trim end, seconds.")
-MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help="Longest answer, in tokens "
-                            "(default 4096 as the model card, at most max_new_tokens_limit, 4096).")
+MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help=f"Longest answer, in tokens (default "
+                            f"{AppConfig.max_new_tokens}, at most max_new_tokens_limit, "
+                            f"{AppConfig.max_new_tokens_limit}).")
 TemperatureOpt = typer.Option(None, "--temperature", help="0 = greedy (default), at most 2.")
 TopPOpt = typer.Option(None, "--top-p", help="Nucleus sampling threshold, in (0, 1].")
 PoolOpt = typer.Option(None, "--pool-mode", help="Override the checkpoint's mm_spatial_pool_mode (average, max, bilinear).")
