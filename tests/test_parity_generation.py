@@ -86,7 +86,8 @@ def test_every_compiled_decode_step_matches_the_reference(model, reference, samp
     engine = make_engine(model, compile=True)
     assert engine._decoder is not None  # decode steps go through torch.compile
     first = run_and_compare(engine, reference, sample_video, "Please describe this video in detail.")
-    run_and_compare(engine, reference, sample_video, "What moves?", [Turn("Please describe this video in detail.", first)])
+    history = [Turn("Please describe this video in detail.", first)]
+    run_and_compare(engine, reference, sample_video, "What moves?", history)
     assert engine.last_stats.reused_tokens > engine.last_stats.visual_tokens  # a follow-up from the static cache
 
 
