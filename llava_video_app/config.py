@@ -106,8 +106,8 @@ class AppConfig:
     # recipe); off reproduces lmms-eval's llava_vid default (add_time_instruction=False).
     time_instruction: bool = True
 
-    # Generation (greedy by default, like the model card)
-    max_new_tokens: int = 1024
+    # Generation (greedy, at most 4096 new tokens by default, like the model card; Stop ends one sooner)
+    max_new_tokens: int = 4096
     temperature: float = 0.0
     top_p: float = 1.0
 
@@ -258,7 +258,7 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
 class GenerationSettings:
     """How one answer is sampled: greedy by default, like the model card."""
 
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 4096
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     ignore_eos: bool = False  # benchmarks: always generate max_new_tokens

@@ -57,6 +57,7 @@ class GenerationStats:
     reused_tokens: int = 0  # prefix served from the KV cache (follow-ups)
     new_tokens: int = 0
     token_ids: list[int] = field(default_factory=list, repr=False)  # the answer's tokens, as generated
+    prompt_ids: list[int] = field(default_factory=list, repr=False)  # the input's ids (the sentinel for the video)
     video_cached: bool = False  # frames and features came from the cache
     stopped: bool = False
     time_to_first_token_s: float = 0.0  # from the request to the first token: the three parts below, and the rest
@@ -93,6 +94,10 @@ class Engine:
             # question is always a new shape; the flash / memory-efficient kernels build nothing.
             torch.backends.cuda.enable_cudnn_sdp(False)
         self.last_stats: GenerationStats | None = None
+        # For parity checks: when on, each request keeps the raw next-token logits of every step,
+        # {question index (0 unless batched): [logits the 1st token was chosen from, the 2nd's, ...]}.
+        self.record_logits = False
+        self.recorded_logits: dict[int, list[torch.Tensor]] = {}
 
     @classmethod
     def from_config(cls, config: AppConfig, progress: Callable[[str], None] | None = None) -> "Engine":
@@ -237,6 +242,7 @@ class Engine:
         from transformers import DynamicCache
 
         model = self.model
+        self.recorded_logits = {}
         rows = [model.tokenize(build_prompt(q, with_video=False)) for q in questions]
         for ids in rows:
             self._check_length(ids, None, settings.max_new_tokens)
@@ -265,7 +271,8 @@ class Engine:
         answers: list[list[int]] = [[] for _ in rows]
         next_position = shared + lengths
         for _ in range(settings.max_new_tokens):
-            tokens = [sample(row_logits, settings.temperature, settings.top_p, generator) for row_logits in logits]
+            tokens = [self._choose(row_logits, answers[index], index, settings, generator)
+                      for index, row_logits in zip(active, logits)]
             keep = []
             for row, (index, token) in enumerate(zip(active, tokens)):
                 ended = token in model.eos_token_ids and not settings.ignore_eos
@@ -384,6 +391,8 @@ class Engine:
                   started: float) -> Iterator[str]:
         settings = settings or GenerationSettings.from_config(self.config)
         model = self.model
+        self.recorded_logits = {}
+        stats.prompt_ids = list(ids)
         stats.prompt_tokens = total = self._check_length(ids, visual, settings.max_new_tokens)
         cuda = model.device.type == "cuda"
         if cuda:
@@ -400,7 +409,7 @@ class Engine:
                     self._kv.forget()
                 cache, stats.reused_tokens = self._kv.checkout(ids, visual, visual_key, total + settings.max_new_tokens)
                 logits, cache = self._prefill(ids, visual, cache, stats.reused_tokens)
-                token = sample(logits, settings.temperature, settings.top_p, generator)
+                token = self._choose(logits, stats.token_ids, 0, settings, generator)
             stats.prefill_s = time.perf_counter() - prefill_started
             stats.time_to_first_token_s = time.perf_counter() - started
             # Decode loop: one token at a time, streamed; Stop is checked after each.
@@ -420,7 +429,7 @@ class Engine:
                 with self._lock:
                     logits = self._decode_step(torch.tensor([[token]], device=model.device), cache)
                     fed.append(token)
-                    token = sample(logits[:model.vocab_size], settings.temperature, settings.top_p, generator)
+                    token = self._choose(logits[:model.vocab_size], stats.token_ids, 0, settings, generator)
             tail = detok.flush()
             if tail:
                 yield tail
@@ -435,6 +444,15 @@ class Engine:
                 self._kv.checkin(visual_key, fed, cache)
                 self._kv_visitor = _visitor.get()
             self.last_stats = stats
+
+    def _choose(self, logits: torch.Tensor, generated: Sequence[int], index: int, settings: GenerationSettings,
+                generator: torch.Generator) -> int:
+        """The next token from raw logits: the checkpoint's logits processors over this answer's tokens
+        so far (generation_config.json, as the authors' generate), then greedy or sampling."""
+        if self.record_logits:
+            self.recorded_logits.setdefault(index, []).append(logits.detach().float().cpu().clone())
+        return sample(self.model.generation.process(logits, generated), settings.temperature, settings.top_p,
+                      generator)
 
     def _decode_step(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
         """Next-token logits for one fed-back token."""

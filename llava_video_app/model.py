@@ -30,6 +30,7 @@ from .checkpoint import (
     resolve_checkpoint,
     unconsumed_keys,
 )
+from .generation_config import CheckpointGeneration
 
 IMAGE_TOKEN_INDEX = -200  # the authors' sentinel id for the <image> placeholder
 VISION_BATCH = 16  # frames per vision-tower forward: bounds activation memory at 64+ frames
@@ -148,7 +149,8 @@ class LlavaVideoModel:
     """Loaded model parts plus the video-to-embeddings path. Generation lives in engine.py."""
 
     def __init__(self, *, tokenizer, lm, vision: VisionTower, projector: nn.Sequential, image_newline: torch.Tensor | None,
-                 layout: VisualLayout, config: dict[str, Any], model_id: str, quant: str, device: torch.device):
+                 layout: VisualLayout, config: dict[str, Any], model_id: str, quant: str, device: torch.device,
+                 generation: CheckpointGeneration | None = None):
         self.tokenizer = tokenizer
         self.lm = lm
         self.vision = vision
@@ -159,6 +161,7 @@ class LlavaVideoModel:
         self.model_id = model_id
         self.quant = quant
         self.device = device
+        self.generation = generation or CheckpointGeneration()  # generation_config.json: stops, penalties
         self.dtype = vision.siglip.embeddings.patch_embedding.weight.dtype
         # The authors resize the LM head to len(tokenizer) (152,064 rows -> 151,646 for Qwen2): ids
         # past the tokenizer are never picked; logits are cut to this many before choosing a token.
@@ -166,6 +169,7 @@ class LlavaVideoModel:
         stops = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
         file_eos = config.get("eos_token_id")
         stops |= set(file_eos if isinstance(file_eos, list) else [file_eos])
+        stops |= set(self.generation.eos_token_ids)  # what the authors' generate stops at
         self.eos_token_ids = sorted(t for t in stops - {None, tokenizer.unk_token_id} if t < self.vocab_size)
 
     @property
@@ -189,6 +193,7 @@ class LlavaVideoModel:
         torch_device = usable_device(device)
         lm_dtype, vision_dtype = dtypes_for(quant, torch_device)
         layout = VisualLayout.from_config(ckpt.config, ckpt.vision_config, pool_mode)  # refuse early
+        generation = CheckpointGeneration.read(ckpt.path)
 
         say(f"Loading language model ({quant})")
         lm = _load_language_model(ckpt, quant, lm_dtype, torch_device, attn_implementation)
@@ -200,7 +205,8 @@ class LlavaVideoModel:
         tokenizer = Qwen2Tokenizer.from_pretrained(ckpt.path)
         say("Model ready")
         return cls(tokenizer=tokenizer, lm=lm, vision=vision, projector=projector, image_newline=newline,
-                   layout=layout, config=ckpt.config, model_id=model, quant=quant, device=torch_device)
+                   layout=layout, config=ckpt.config, model_id=model, quant=quant, device=torch_device,
+                   generation=generation)
 
     # --- video -> visual tokens ---------------------------------------------------------------
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:

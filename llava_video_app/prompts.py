@@ -120,6 +120,6 @@ def build_prompt(
             said = time_instruction(duration, timestamps) if with_time_instruction else ""
             user = f"{IMAGE_PLACEHOLDER}{said}\n{user}"
         text += f"{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n"
-        if i < len(turns) - 1:
-            text += f"{turn.answer}{IM_END}\n"
+        if i < len(turns) - 1:  # stripped, as the authors store a decoded answer in the conversation
+            text += f"{turn.answer.strip()}{IM_END}\n"
     return text

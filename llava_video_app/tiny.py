@@ -119,26 +119,49 @@ def tiny_config(vocab_size: int, newline_position: str = "grid", pool_mode: str 
 
 def build_tiny_checkpoint(outdir: str | Path, *, newline_position: str = "grid", pool_mode: str = "bilinear",
                           seed: int = 0, shards: int = 2, lm_overrides: dict[str, Any] | None = None,
-                          vision_overrides: dict[str, Any] | None = None) -> Path:
-    """Write the toy checkpoint to `outdir` and return its path. `newline_position="one_token"` = OneVision style."""
+                          vision_overrides: dict[str, Any] | None = None,
+                          generation_overrides: dict[str, Any] | None = None) -> Path:
+    """Write the toy checkpoint to `outdir` and return its path. `newline_position="one_token"` = OneVision style.
+
+    generation_config.json is laid out like Qwen2-7B-Instruct's (two stop ids, a repetition penalty and
+    sampling defaults); `generation_overrides` replaces its fields (None removes one).
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     tokenizer_size = build_tokenizer(outdir)
     vocab_size = -(-tokenizer_size // 64) * 64  # padded like Qwen2's 152064 > 151646
     config = tiny_config(vocab_size, newline_position, pool_mode, tokenizer_size, lm_overrides, vision_overrides)
     write_random_weights(outdir, config, config["vision_config"], seed=seed, shards=shards)
-    (outdir / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer_size - 1, tokenizer_size - 3],
-         "pad_token_id": tokenizer_size - 3, "do_sample": False}))
+    generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer_size - 1, tokenizer_size - 3],
+                  "pad_token_id": tokenizer_size - 3, "do_sample": True, "repetition_penalty": 1.05,
+                  "temperature": 0.7, "top_k": 20, "top_p": 0.8, **(generation_overrides or {})}
+    generation = {k: v for k, v in generation.items() if v is not None}
+    (outdir / "generation_config.json").write_text(json.dumps(generation))
     return outdir
 
 
+def _away_from(centre: float, low: float, high: float, shape: torch.Size, generator: torch.Generator,
+                device: str) -> torch.Tensor:
+    """centre +- a random size in [low, high): never centre itself, so no parameter can be ignored unseen."""
+    size = low + (high - low) * torch.rand(shape, generator=generator, device=device)
+    sign = torch.randint(0, 2, shape, generator=generator, device=device) * 2 - 1
+    return centre + sign * size
+
+
 def _init(name: str, shape: torch.Size, generator: torch.Generator, device: str) -> torch.Tensor:
+    # Biases random and non-zero, norm weights away from 1 (and 0): a forward pass that drops a bias or
+    # a norm's affine then changes the logits, which a checkpoint of zeros and ones would hide.
     if name.endswith("bias"):
-        return torch.zeros(shape, device=device, dtype=torch.bfloat16)
-    if "norm" in name and name.endswith("weight"):
-        return torch.ones(shape, device=device, dtype=torch.bfloat16)
-    return (torch.randn(shape, generator=generator, device=device) * 0.02).to(torch.bfloat16)
+        values = _away_from(0.0, 0.05, 0.2, shape, generator, device)
+    elif "norm" in name and name.endswith("weight"):
+        values = _away_from(1.0, 0.1, 0.4, shape, generator, device)
+    elif name.startswith(VISION_PREFIX) and len(shape) >= 2 and "position" not in name:
+        # 1/sqrt(fan-in), not 0.02: at 0.02 the toy tower's attention is uniform and its LayerNorms all
+        # but linear, so its q/k biases and norm affines hardly reach the logits.
+        values = torch.randn(shape, generator=generator, device=device) * shape[1:].numel() ** -0.5
+    else:
+        values = torch.randn(shape, generator=generator, device=device) * 0.02
+    return values.to(torch.bfloat16)
 
 
 def write_random_weights(outdir: Path, config: dict[str, Any], vision_config: dict[str, Any], *, seed: int = 0,

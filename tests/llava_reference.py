@@ -36,14 +36,24 @@ def load_video(path: str | Path, max_frames_num: int) -> tuple[np.ndarray, list[
     return vr.get_batch(frame_idx).asnumpy(), frame_time, video_time
 
 
-def qwen_1_5_prompt(question: str, frame_time: list[float], video_time: float) -> str:
-    """conv_templates["qwen_1_5"] (SeparatorStyle.CHATML) with the model card's video question."""
-    times = ",".join(f"{t:.2f}s" for t in frame_time)
-    time_instruction = (f"The video lasts for {video_time:.2f} seconds, and {len(frame_time)} frames are uniformly "
-                        f"sampled from it. These frames are located at {times}.Please answer the following "
-                        "questions related to this video.")
+def qwen_1_5_prompt(question: str, frame_time: list[float] | None, video_time: float | None,
+                    history: list[tuple[str, str]] = ()) -> str:
+    """conv_templates["qwen_1_5"] (SeparatorStyle.CHATML) with the model card's video question.
+
+    `history`: earlier (question, answer) turns, appended as conv.append_message does; each answer is
+    the decoded output `.strip()`-ed, as the authors' serve/cli.py stores it. The video (and its time
+    instruction) belongs to the first user message only. frame_time None: a text-only conversation.
+    """
     system, sep = "<|im_start|>system\nYou are a helpful assistant.", "<|im_end|>"
-    messages = [("<|im_start|>user", "<image>" + f"{time_instruction}\n" + question), ("<|im_start|>assistant", None)]
+    messages = []
+    for i, (q, answer) in enumerate([*history, (question, None)]):
+        if i == 0 and frame_time is not None:
+            times = ",".join(f"{t:.2f}s" for t in frame_time)
+            time_instruction = (f"The video lasts for {video_time:.2f} seconds, and {len(frame_time)} frames are "
+                                f"uniformly sampled from it. These frames are located at {times}.Please answer "
+                                "the following questions related to this video.")
+            q = "<image>" + f"{time_instruction}\n" + q
+        messages += [("<|im_start|>user", q), ("<|im_start|>assistant", None if answer is None else answer.strip())]
     ret = system + sep + "\n"
     for role, message in messages:
         ret += role + "\n" + message + sep + "\n" if message else role + "\n"
@@ -68,17 +78,22 @@ class ReferenceLlavaVideo:
         generation = json.loads((checkpoint / "generation_config.json").read_text())
         eos = generation["eos_token_id"]
         self.eos = set(eos if isinstance(eos, list) else [eos])
+        # generate(do_sample=False) keeps the file's repetition penalty (a logits processor, not a warper)
+        self.repetition_penalty = generation.get("repetition_penalty", 1.0)
         head = self.w["model.embed_tokens.weight"] if self.config.get("tie_word_embeddings") else self.w["lm_head.weight"]
         self.lm_head = head[:len(self.tokenizer)]  # model.resize_token_embeddings(len(tokenizer))
 
     # --- vision ------------------------------------------------------------------------------------
-    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """SigLipImageProcessor: bicubic resize to size x size, rescale 1/255, normalise mean = std = 0.5."""
+    def resize(self, frames: np.ndarray) -> np.ndarray:
+        """SigLipImageProcessor's resize: PIL bicubic to size x size (uint8 out, as PIL rounds it)."""
         from PIL import Image
 
         size = self.vision_config["image_size"]
-        images = [np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC), dtype=np.float32) for f in frames]
-        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
+        return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """SigLipImageProcessor: bicubic resize to size x size, rescale 1/255, normalise mean = std = 0.5."""
+        pixels = torch.from_numpy(self.resize(frames).astype(np.float32)).permute(0, 3, 1, 2) / 255.0
         return (pixels - 0.5) / 0.5
 
     def siglip(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -143,10 +158,12 @@ class ReferenceLlavaVideo:
         separated = [e for sub in zip(chunks, [[IMAGE_TOKEN_INDEX]] * len(chunks)) for e in sub][:-1]
         return [i for x in separated for i in x]
 
-    def inputs_embeds(self, prompt: str, frames: np.ndarray) -> torch.Tensor:
+    def inputs_embeds(self, prompt: str, frames: np.ndarray | None) -> torch.Tensor:
         ids = torch.tensor(self.tokenizer_image_token(prompt))
-        at = int(torch.where(ids == IMAGE_TOKEN_INDEX)[0][0])
         embed = self.w["model.embed_tokens.weight"]
+        if frames is None:
+            return embed[ids]
+        at = int(torch.where(ids == IMAGE_TOKEN_INDEX)[0][0])
         return torch.cat([embed[ids[:at]], self.video_features(frames), embed[ids[at + 1:]]])
 
     # --- Qwen2 decoder ------------------------------------------------------------------------------
@@ -190,13 +207,27 @@ class ReferenceLlavaVideo:
         return self.logits(self.inputs_embeds(prompt, frames))[-1]
 
     @torch.no_grad()
-    def greedy(self, prompt: str, frames: np.ndarray, max_new_tokens: int) -> list[int]:
-        """Greedy decoding without a KV cache: the whole sequence again for every token."""
-        embeds, out = self.inputs_embeds(prompt, frames), []
+    def greedy(self, prompt: str, frames: np.ndarray | None, max_new_tokens: int) -> list[int]:
+        return self.greedy_steps(prompt, frames, max_new_tokens)[0]
+
+    @torch.no_grad()
+    def greedy_steps(self, prompt: str, frames: np.ndarray | None, max_new_tokens: int,
+                     ignore_eos: bool = False) -> tuple[list[int], list[torch.Tensor]]:
+        """Greedy decoding without a KV cache (the whole sequence again for every token), as generate
+        with do_sample=False: the raw logits of each step, then the file's repetition penalty over the
+        tokens generated so far (generate starts from inputs_embeds, so the prompt is not penalised),
+        then argmax. Returns (tokens, raw logits of every step)."""
+        embeds, out, steps = self.inputs_embeds(prompt, frames), [], []
         for _ in range(max_new_tokens):
-            token = int(self.logits(embeds)[-1].argmax())
-            if token in self.eos:
+            logits = self.logits(embeds)[-1]
+            steps.append(logits)
+            scores = logits.clone()
+            for t in set(out):  # RepetitionPenaltyLogitsProcessor
+                penalty = self.repetition_penalty
+                scores[t] = scores[t] * penalty if scores[t] < 0 else scores[t] / penalty
+            token = int(scores.argmax())
+            if token in self.eos and not ignore_eos:
                 break
             out.append(token)
             embeds = torch.cat([embeds, self.w["model.embed_tokens.weight"][token][None]])
-        return out
+        return out, steps
