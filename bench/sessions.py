@@ -34,13 +34,13 @@ def rss_mib(pid: int) -> float:
 def folder_usage(folder: Path) -> tuple[int, int]:
     """(files, bytes) under `folder`; files deleted while counting are not counted."""
     count = size = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file():
-                size += path.stat().st_size
+    for base, _, names in os.walk(folder):  # a folder deleted while walking is skipped
+        for name in names:
+            try:
+                size += os.stat(os.path.join(base, name)).st_size
                 count += 1
-        except FileNotFoundError:
-            continue
+            except FileNotFoundError:
+                continue
     return count, size
 
 

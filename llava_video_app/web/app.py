@@ -9,6 +9,7 @@ also reaches a forked ZeroGPU worker (see zerogpu.StopFlag).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import tempfile
 import threading
@@ -23,6 +24,8 @@ from ..engine import Engine
 from .ask_tab import VideoChat, ask_api, ask_tab
 from .serving import EngineHolder, ModelRunner
 from .synth_tab import synth_tab
+
+log = logging.getLogger(__name__)
 
 # An extra tab: called inside the tab bar with the model runner and the Ask tab's video component.
 ExtraTab = Callable[[ModelRunner, gr.Video], Any]
@@ -73,7 +76,8 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
 
 def _examples(demo: gr.Blocks) -> set[str]:
     """The cached files Gradio keeps for good (components' defaults and examples)."""
-    return {str(Path(p).resolve()) for block in demo.blocks.values() for p in getattr(block, "keep_in_cache", ())}
+    return {str(Path(str(p)).resolve()) for block in list(demo.blocks.values())
+            for p in list(getattr(block, "keep_in_cache", ()))}
 
 
 def sweep_uploads(ttl_s: int, folder: Path | None = None, every_s: float | None = None,
@@ -89,8 +93,13 @@ def sweep_uploads(ttl_s: int, folder: Path | None = None, every_s: float | None 
     def sweep() -> None:
         while True:
             time.sleep(every_s)
-            cutoff, kept = time.time() - ttl_s, keep()
-            for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            try:
+                cutoff, kept = time.time() - ttl_s, keep()
+                paths = sorted(folder.rglob("*"), reverse=True)  # files before their folders
+            except Exception as err:  # a folder went away while listing (Gradio deletes too): next time
+                log.debug("upload sweep skipped: %s", err)
+                continue
+            for path in paths:
                 try:
                     if path.is_dir():
                         path.rmdir()  # only if emptied
