@@ -39,7 +39,10 @@ run() {  # NAME FLAGS...: bench/gpu_run.sh as the GPU machine runs it, python3 b
   shift
   echo "== emulate: bash bench/gpu_run.sh $*"
   rm -rf "${REPORTS:?}/$name"
-  env -u PYTHONPATH PATH="$VENV_BIN:$PATH" GPU_RUN_SITE="$tmp/site-$name" OUT="$REPORTS/$name" bash bench/gpu_run.sh "$@"
+  # TORCHINDUCTOR_CACHE_DIR: this emulation's own compile cache (a shared one under /tmp is written by
+  # every torch.compile on the machine: two compiling the same kernel at once can read a half-written .so)
+  env -u PYTHONPATH PATH="$VENV_BIN:$PATH" GPU_RUN_SITE="$tmp/site-$name" OUT="$REPORTS/$name" \
+    TORCHINDUCTOR_CACHE_DIR="$tmp/inductor" bash bench/gpu_run.sh "$@"
 }
 work=$tmp/work
 # --budget as on the GPU machine, larger: its 540 s is the GPU call's limit; a dry run on a busy CPU is slower.
