@@ -418,7 +418,8 @@ def choose_default(results: list[dict], logits: dict) -> tuple[str | None, str]:
     """The CUDA default the figures choose: int4 only when its compiled decoding is faster than NF4's and
     its last-position logits are at least as close to bf16's (max |diff| / std, cosine, top-1); NF4, the
     route that has run on a GPU, otherwise. None while a figure is missing."""
-    tok_s = {r.get("quant"): (r.get("compiled") or {}).get("decode_tok_s") for r in results}
+    tok_s = {r.get("quant"): r["compiled"].get("decode_tok_s") for r in results  # restart's "compiled" is a flag
+             if r.get("part") in QUANT_OF and isinstance(r.get("compiled"), dict)}
     int4, nf4 = logits.get("int4"), logits.get("nf4")
     if not (tok_s.get("int4") and tok_s.get("4bit") and int4 and nf4):
         return None, "not decided: it needs int4's and NF4's compiled tokens/s and their logits against bf16"

@@ -52,6 +52,7 @@ def test_the_figures_choose_int4_only_when_it_is_faster_and_as_close_to_bf16():
 
     def parts(int4_tok_s, nf4_tok_s):
         return [{"part": "nf4", "quant": "4bit", "compiled": {"decode_tok_s": nf4_tok_s}},
+                {"part": "restart", "quant": "4bit", "compiled": True},  # the default route's restart: a flag
                 {"part": "int4", "quant": "int4", "compiled": {"decode_tok_s": int4_tok_s}}]
 
     nf4 = {"max_abs_diff_over_std": 0.35, "cosine": 0.995, "same_top1": True}
