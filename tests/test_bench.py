@@ -34,7 +34,8 @@ def test_the_report_is_written_whatever_figures_a_part_is_missing():
         {"part": "preflight", "versions": {"torch": "2.11.0 (/x)"}},
         {"part": "nf4", "quant": "4bit", "eager": {"frames": 64, "ttft_s": 1.2}, "error": "killed by signal 9"},
         {"part": "restart", "quant": "4bit", "error": "stopped at its time limit, 300 s"},
-        {"part": "int4", "quant": "int4", "load_s": 20.0, "compiled": {"follow_ups": [{}]}, "more_compiled_engines": {}},
+        {"part": "int4", "quant": "int4", "load_s": 20.0, "compiled": {"follow_ups": [{}]},
+         "more_compiled_engines": {}},
         {"part": "bf16", "quant": "bf16", "compiled": {"new_tokens": 256, "frames": 64}},
         {"part": "synth", "error": "exit code 1"},
     ]
