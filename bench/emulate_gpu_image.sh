@@ -39,21 +39,25 @@ run() {  # NAME FLAGS...: bench/gpu_run.sh as the GPU machine runs it, python3 b
   shift
   echo "== emulate: bash bench/gpu_run.sh $*"
   rm -rf "${REPORTS:?}/$name"
-  env -u PYTHONPATH PATH="$VENV_BIN:$PATH" GPU_RUN_SITE="$tmp/site-$name" OUT="$REPORTS/$name" bash bench/gpu_run.sh "$@"
+  # TORCHINDUCTOR_CACHE_DIR: this emulation's own compile cache (a shared one under /tmp is written by
+  # every torch.compile on the machine: two compiling the same kernel at once can read a half-written .so)
+  env -u PYTHONPATH PATH="$VENV_BIN:$PATH" GPU_RUN_SITE="$tmp/site-$name" OUT="$REPORTS/$name" \
+    TORCHINDUCTOR_CACHE_DIR="$tmp/inductor" bash bench/gpu_run.sh "$@"
 }
 work=$tmp/work
-# --budget as on the GPU machine, larger: its 540 s is the GPU call's limit; a dry run on a busy CPU is slower.
-budget=${EMULATE_BUDGET:-3000}
+# --budget and --part-timeout as on the GPU machine, larger: 540 s is the GPU call's limit and 300 s a 7B
+# part's there; a dry run on a busy 2-core CPU took up to 270 s for one part.
+budget="${EMULATE_BUDGET:-3000} --part-timeout ${EMULATE_PART_TIMEOUT:-1200}"
 if [ "${EMULATE:-all}" != full ]; then
   run preflight --dry-run --parts preflight --workdir "$work"
-  run quick --dry-run --quick --budget "$budget" --workdir "$work"
+  run quick --dry-run --quick --budget $budget --workdir "$work"
   # The image's own transformers (5.17, the lowest supported), as if the carried one were left out.
-  GPU_RUN_SKIP=transformers run quick-transformers-5.17 --dry-run --quick --budget "$budget" --workdir "$work"
+  GPU_RUN_SKIP=transformers run quick-transformers-5.17 --dry-run --quick --budget $budget --workdir "$work"
   grep -q '"transformers": "5.17.0' "$REPORTS/quick-transformers-5.17/gpu_suite-quick-dry-run.json" \
     || { echo "emulate: the run without the carried transformers did not use the image's 5.17.0" >&2; exit 1; }
 fi
 if [ "${EMULATE:-all}" != quick ]; then
-  run full-1 --dry-run --parts preflight,nf4,restart,bf16 --budget "$budget" --workdir "$work"
-  run full-2 --dry-run --parts int4,synth --continue --budget "$budget" --workdir "$work"
+  run full-1 --dry-run --parts preflight,nf4,restart,bf16 --budget $budget --workdir "$work"
+  run full-2 --dry-run --parts int4,synth --continue --budget $budget --workdir "$work"
 fi
 echo "emulate: every dry run passed on the image's versions; reports in $REPORTS"

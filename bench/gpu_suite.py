@@ -418,7 +418,8 @@ def choose_default(results: list[dict], logits: dict) -> tuple[str | None, str]:
     """The CUDA default the figures choose: int4 only when its compiled decoding is faster than NF4's and
     its last-position logits are at least as close to bf16's (max |diff| / std, cosine, top-1); NF4, the
     route that has run on a GPU, otherwise. None while a figure is missing."""
-    tok_s = {r.get("quant"): (r.get("compiled") or {}).get("decode_tok_s") for r in results}
+    tok_s = {r.get("quant"): r["compiled"].get("decode_tok_s") for r in results  # restart's "compiled" is a flag
+             if r.get("part") in QUANT_OF and isinstance(r.get("compiled"), dict)}
     int4, nf4 = logits.get("int4"), logits.get("nf4")
     if not (tok_s.get("int4") and tok_s.get("4bit") and int4 and nf4):
         return None, "not decided: it needs int4's and NF4's compiled tokens/s and their logits against bf16"
@@ -435,7 +436,7 @@ def _ttfts(rows) -> str:
     return ", ".join(str(f.get("ttft_s", "-")) for f in rows or []) or "-"
 
 
-def markdown(results: list[dict], logits: dict) -> str:
+def markdown(results: list[dict], logits: dict, dry_run: bool = False) -> str:
     """The report's tables. Any figure may be missing (a part that failed, timed out or was skipped): it
     shows as "-", and the parts that did not finish are listed with why."""
     lines = ["| part | decode | frames | load s | compile s | peak alloc GiB | TTFT s (video / vision / prefill) "
@@ -482,6 +483,8 @@ def markdown(results: list[dict], logits: dict) -> str:
                                  f"{v.get('cosine', '-')}, same top-1 {v.get('same_top1', '-')}"
                                  for k, v in logits.items()))
     choice, why = choose_default(results, logits)
+    if dry_run:  # CPU timings of the tiny checkpoint choose nothing
+        choice, why = None, f"not decided: a dry run; the rule on these figures would give {choice}"
     lines.append(f"\nThe CUDA default these figures choose: {choice or '-'} ({why}).")
     failed = [f"{r.get('part', '?')} ({r['error']})" for r in results if r.get("error")]
     if failed:
@@ -555,8 +558,8 @@ def main() -> None:
             stale.unlink()
     name = "gpu_suite" + "-quick" * args.quick + "-dry-run" * args.dry_run
     out.mkdir(parents=True, exist_ok=True)
-    results = [{"part": p.stem, **read_record(p), "from_earlier_call": True}
-               for p in sorted(work.glob("*.jsonl")) if p.stem not in parts]
+    earlier = sorted(work.glob("*.jsonl"), key=lambda p: PARTS.index(p.stem) if p.stem in PARTS else len(PARTS))
+    results = [{"part": p.stem, **read_record(p), "from_earlier_call": True} for p in earlier if p.stem not in parts]
     built = False
     for part in parts:
         left = None if args.budget is None else args.budget - (time.perf_counter() - started) - REPORT_S
@@ -596,7 +599,7 @@ def write_report(out: Path, name: str, results: list[dict], work: Path, started:
         "dry_run": args.dry_run, "quick": args.quick, "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
         "command": " ".join(sys.argv), "total_s": round(time.perf_counter() - started, 1), "logits_vs_bf16": logits,
-        "parts": results, "cuda_default_chosen": choose_default(results, logits)[0],
+        "parts": results, "cuda_default_chosen": None if args.dry_run else choose_default(results, logits)[0],
     }
     for package in ("bitsandbytes", "torchao", "av", "accelerate"):
         try:
@@ -604,7 +607,7 @@ def write_report(out: Path, name: str, results: list[dict], work: Path, started:
         except Exception as err:  # the report is written whatever is broken; the preflight names it
             meta[package] = f"not importable: {type(err).__name__}"
     (out / f"{name}.json").write_text(json.dumps(meta, indent=2))
-    table = markdown(results, logits)
+    table = markdown(results, logits, args.dry_run)
     (out / f"{name}.md").write_text(f"# {meta['device']}, {meta['date']} ({meta['total_s']} s)\n\n{table}\n")
     return table
 

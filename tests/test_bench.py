@@ -34,7 +34,8 @@ def test_the_report_is_written_whatever_figures_a_part_is_missing():
         {"part": "preflight", "versions": {"torch": "2.11.0 (/x)"}},
         {"part": "nf4", "quant": "4bit", "eager": {"frames": 64, "ttft_s": 1.2}, "error": "killed by signal 9"},
         {"part": "restart", "quant": "4bit", "error": "stopped at its time limit, 300 s"},
-        {"part": "int4", "quant": "int4", "load_s": 20.0, "compiled": {"follow_ups": [{}]}, "more_compiled_engines": {}},
+        {"part": "int4", "quant": "int4", "load_s": 20.0, "compiled": {"follow_ups": [{}]},
+         "more_compiled_engines": {}},
         {"part": "bf16", "quant": "bf16", "compiled": {"new_tokens": 256, "frames": 64}},
         {"part": "synth", "error": "exit code 1"},
     ]
@@ -52,6 +53,7 @@ def test_the_figures_choose_int4_only_when_it_is_faster_and_as_close_to_bf16():
 
     def parts(int4_tok_s, nf4_tok_s):
         return [{"part": "nf4", "quant": "4bit", "compiled": {"decode_tok_s": nf4_tok_s}},
+                {"part": "restart", "quant": "4bit", "compiled": True},  # the default route's restart: a flag
                 {"part": "int4", "quant": "int4", "compiled": {"decode_tok_s": int4_tok_s}}]
 
     nf4 = {"max_abs_diff_over_std": 0.35, "cosine": 0.995, "same_top1": True}
