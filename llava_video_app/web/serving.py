@@ -212,11 +212,21 @@ class _Failed:
     error: BaseException
 
 
-def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.Event) -> Iterator[Any]:
+# Yielded by stream_in_thread(heartbeat=...) when the producer has made nothing for that long.
+HEARTBEAT = object()
+
+
+def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.Event,
+                     heartbeat: float | None = None) -> Iterator[Any]:
     """The items of `make_stream()`, produced in a thread of its own, so that the time Gradio takes per
     update never slows the model: the text chunks made meanwhile come out joined, other items as they
     are. The producer's errors are raised here; when the consumer goes away (a cancelled event), the
-    producer is stopped through `stop` and waited for."""
+    producer is stopped through `stop` and waited for.
+
+    `heartbeat` (s): HEARTBEAT is yielded when nothing came for that long. Gradio notices a client that
+    left only between two updates of a generator, so a handler whose producer is quiet for long (a
+    batch of QA answers) re-sends its progress on each heartbeat, and is closed within one of a
+    disconnect."""
     items: queue.Queue = queue.Queue()
 
     def produce() -> None:
@@ -236,7 +246,11 @@ def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.E
     finished = False
     try:
         while not finished:
-            batch = [items.get()]
+            try:
+                batch = [items.get(timeout=heartbeat)]
+            except queue.Empty:
+                yield HEARTBEAT
+                continue
             while not items.empty():
                 batch.append(items.get_nowait())
             text = ""
