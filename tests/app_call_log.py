@@ -1,6 +1,7 @@
 """`python app.py` with every model call logged, for tests that check which calls a running app made:
 each call of Engine.stream / stream_text / answer_texts writes "start" and "end" lines (its question,
-the chunks it made, whether the engine's Stop ended it) to $LLAVA_TEST_CALL_LOG, and waits
+the chunks it made, whether the engine's Stop ended it, whether the video came from the cache and how
+many prompt tokens were reused) to $LLAVA_TEST_CALL_LOG, and waits
 $LLAVA_TEST_TOKEN_DELAY s per chunk, as a GPU would per token (the tiny model is much faster), so that
 a test can act while a call runs. Run as `python tests/app_call_log.py <app.py's flags>`."""
 
@@ -42,7 +43,8 @@ def _logged(name: str, question_at: int):
                 time.sleep(DELAY)
         finally:
             stats = self.last_stats
-            _log(f"end {name} {label} chunks={chunks} stopped={getattr(stats, 'stopped', None)}")
+            _log(f"end {name} {label} chunks={chunks} stopped={getattr(stats, 'stopped', None)} "
+                 f"cached={getattr(stats, 'video_cached', None)} reused={getattr(stats, 'reused_tokens', None)}")
 
     setattr(Engine, name, call)
 
