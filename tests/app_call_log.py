@@ -3,13 +3,16 @@ each call of Engine.stream / stream_text / answer_texts writes "start" and "end"
 the chunks it made, whether the engine's Stop ended it, whether the video came from the cache and how
 many prompt tokens were reused) to $LLAVA_TEST_CALL_LOG, and waits
 $LLAVA_TEST_TOKEN_DELAY s per chunk, as a GPU would per token (the tiny model is much faster), so that
-a test can act while a call runs. Run as `python tests/app_call_log.py <app.py's flags>`."""
+a test can act while a call runs. $LLAVA_TEST_STALL: files whose name contains it block in their open
+for good (as on a stalled disk; tests/test_video_deadline.py's injection), with the header-read deadline
+set to $LLAVA_TEST_PROBE_DEADLINE s. Run as `python tests/app_call_log.py <app.py's flags>`."""
 
 from __future__ import annotations
 
 import functools
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +51,20 @@ def _logged(name: str, question_at: int):
 
     setattr(Engine, name, call)
 
+
+STALL = os.environ.get("LLAVA_TEST_STALL")  # files whose name contains this never finish opening
+if STALL:
+    from llava_video_app.video import deadline, probe
+    from llava_video_app.video.admission import open_container
+
+    def _stalling_open(admitted):
+        if STALL in admitted.path:  # a stalled disk or mount: the read never returns
+            _log(f"stalled {Path(admitted.path).name}")
+            threading.Event().wait()
+        return open_container(admitted)
+
+    probe.open_container = _stalling_open
+    deadline.PROBE_DEADLINE_S = float(os.environ.get("LLAVA_TEST_PROBE_DEADLINE", deadline.PROBE_DEADLINE_S))
 
 _logged("stream", 1)  # stream(video, question, ...)
 _logged("stream_text", 0)  # stream_text(question, ...)

@@ -4,17 +4,20 @@ ran, in what order, which the engine's Stop cut short, what came from a cache), 
 
 - A client that leaves frees the model for the next one, /synth included: a synthesis is left mid-call
   by gradio_client's cancel and by a raw SSE reader closing its connection; a second client's /ask runs.
-- Two visitors asking about the same video share no cache hit, and one's Clear leaves the other's cache."""
+- Two visitors asking about the same video share no cache hit, and one's Clear leaves the other's cache.
+- A video whose read stalls is refused at the header-read deadline, and the app serves the next client."""
 
 import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from app_process import free_port, serving
 
@@ -32,6 +35,7 @@ def app(tiny_checkpoint, tmp_path_factory):
     port = free_port()
     # 20 ms a token: a level-1 description (512 tokens) would take 10 s, far longer than a disconnect.
     env = {**os.environ, "LLAVA_TEST_CALL_LOG": str(calls), "LLAVA_TEST_TOKEN_DELAY": "0.02",
+           "LLAVA_TEST_STALL": "stall", "LLAVA_TEST_PROBE_DEADLINE": "3",
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "LLAVA_VIDEO_OUTPUT_DIR": str(folder / "out")}
     command = [sys.executable, "tests/app_call_log.py", "--model", str(tiny_checkpoint), "--quant", "fp32",
                "--device", "cpu", "--port", str(port), "--frames", "8"]
@@ -152,3 +156,23 @@ def test_two_visitors_share_no_cache_hit_and_a_clear_touches_only_its_own(app, s
         clear_as_the_page_does(url, "bob")
         assert ask("alice")["cached"] == "True", "bob's Clear left alice's caches"
         assert ask("bob")["cached"] == "False", "bob's Clear emptied bob's caches"
+
+
+def test_a_stalled_read_is_refused_at_its_deadline_and_the_next_client_is_served(app, sample_video, tmp_path):
+    url, log = app
+    stalled = tmp_path / "stall.mp4"  # the app's launcher makes the open of this name block for good
+    stalled.write_bytes(sample_video.read_bytes())
+    start = len(log.read_text().splitlines())
+    attacker, visitor = Client(url, verbose=False), Client(url, verbose=False)
+    held = attacker.submit(handle_file(str(stalled)), "What?", max_new_tokens=3, api_name="/ask")
+    for _ in range(600):  # until the stalled read holds the model's slot (an event in the log)
+        if "stalled stall.mp4" in calls_since(log, start):
+            break
+        time.sleep(0.1)
+    served = visitor.submit(handle_file(str(sample_video)), NEXT_QUESTION, max_new_tokens=3, api_name="/ask")
+    assert served.result(timeout=120), "the other client is answered"
+    with pytest.raises(AppError, match=r"stall\.mp4 could not be read within 3 s"):
+        held.result(timeout=120)
+    lines = calls_since(log, start)
+    # the stalled read held the slot first; the next client's model call ran all the same (that read stays stuck)
+    assert lines[0] == "stalled stall.mp4" and f"end stream {NEXT_QUESTION!r}" in " ".join(lines)
