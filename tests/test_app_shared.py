@@ -54,7 +54,7 @@ def check_the_synthesis_was_cut_short(lines: list[str], total_steps: int) -> Non
     asked = next(i for i, line in enumerate(lines) if line.startswith("start") and NEXT_QUESTION in line)
     synth = [line for line in lines if NEXT_QUESTION not in line]
     assert [line.split()[0] for line in synth] == ["start", "end"], f"one synthesis call, then none: {lines}"
-    assert synth[1].endswith("stopped=True"), f"the call was stopped, not run to its end: {synth[1]}"
+    assert "stopped=True" in synth[1].split(), f"the call was stopped, not run to its end: {synth[1]}"
     assert int(re.search(r"chunks=(\d+)", synth[1]).group(1)) < 512
     assert lines.index(synth[1]) < asked, "the /ask waited for the stopped call to end (one at a time)"
     assert total_steps > 1, "the synthesis had more calls to make"
