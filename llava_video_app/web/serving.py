@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -212,11 +213,21 @@ class _Failed:
     error: BaseException
 
 
-def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.Event) -> Iterator[Any]:
+# Yielded by stream_in_thread(heartbeat=...) when the producer has made nothing for that long.
+HEARTBEAT = object()
+
+
+def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.Event,
+                     heartbeat: float | None = None) -> Iterator[Any]:
     """The items of `make_stream()`, produced in a thread of its own, so that the time Gradio takes per
     update never slows the model: the text chunks made meanwhile come out joined, other items as they
     are. The producer's errors are raised here; when the consumer goes away (a cancelled event), the
-    producer is stopped through `stop` and waited for."""
+    producer is stopped through `stop` and waited for.
+
+    `heartbeat` (s): HEARTBEAT is yielded at least that often, items or none (a batch of QA answers
+    makes none for long; a description's chunks are items the handler may not send on). Gradio notices
+    a client that left only between two updates of a generator, so a handler re-sends its progress on
+    each heartbeat, and is closed within about one of a disconnect."""
     items: queue.Queue = queue.Queue()
 
     def produce() -> None:
@@ -234,9 +245,16 @@ def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.E
     worker = threading.Thread(target=contextvars.copy_context().run, args=(produce,), name="generate", daemon=True)
     worker.start()
     finished = False
+    beat = time.monotonic()
     try:
         while not finished:
-            batch = [items.get()]
+            if heartbeat is not None and time.monotonic() - beat >= heartbeat:
+                beat = time.monotonic()
+                yield HEARTBEAT
+            try:
+                batch = [items.get(timeout=heartbeat)]
+            except queue.Empty:
+                continue
             while not items.empty():
                 batch.append(items.get_nowait())
             text = ""

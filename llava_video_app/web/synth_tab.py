@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -41,10 +42,22 @@ from ..synth.result import Description, SynthResult
 from ..output_folder import SESSIONS_DIR, writing_to
 from ..synth.saving import export_run, save_edited_pairs
 from ..video import VideoError
-from .serving import MODEL_EVENTS, EngineHolder, ModelRunner, Sessions, refuse, user_errors
+from .serving import (
+    HEARTBEAT,
+    MODEL_EVENTS,
+    EngineHolder,
+    ModelRunner,
+    Sessions,
+    refuse,
+    stream_in_thread,
+    user_errors,
+)
 from .zerogpu import StopFlag
 
 SYNTH_COLUMNS = ["keep", "type", "question", "answer"]
+# How often a quiet synthesis re-sends its progress (see stream_in_thread's heartbeat): the longest a
+# client's disconnect goes unnoticed while the model works.
+SYNTH_HEARTBEAT_S = 0.5
 _STAGE_LABEL = {"level1": "level-1 window", "level2": "level-2 window", "level3": "level-3 (whole video)"}
 _LEVEL = {"level1": 1, "level2": 2, "level3": 3}
 
@@ -152,16 +165,23 @@ class SynthPanel:
                                         **({"types": tuple(types)} if types is not None else {}))
 
     def events(self, video: str, types: Sequence[str] | None, description_tokens: float | None,
-               qa_tokens: float | None, stop: threading.Event | None) -> Iterator[SynthEvent]:
-        """synthesize() over the engine, after checking the input (gr.Error on bad input)."""
+               qa_tokens: float | None, stop: threading.Event | None) -> Iterator[SynthEvent | object]:
+        """synthesize() over the engine, after checking the input (gr.Error on bad input), run in a
+        thread: its events, and HEARTBEAT whenever none came for SYNTH_HEARTBEAT_S."""
         message = self._check_video(video)
         if message:
             raise refuse(message)
         with user_errors(video):
             options = self._options(types, description_tokens, qa_tokens)
         engine = self.model.synth_engine()
-        with user_errors(video):
-            yield from synthesize(engine, video, options, video_root=Path(video).parent, stop=stop)
+        stop = stop if stop is not None else StopFlag()
+        # In a thread of its own, with heartbeats: a client that leaves is noticed by Gradio within one
+        # heartbeat even in a long model call, and closing this stops the recipe through `stop` (the
+        # engine checks it after every token), so the GPU is free in seconds, not after the run.
+        with user_errors(video), closing(stream_in_thread(
+                lambda: synthesize(engine, video, options, video_root=Path(video).parent, stop=stop), stop,
+                heartbeat=SYNTH_HEARTBEAT_S)) as events:
+            yield from events
 
     def generate(self, video: str | None, types: Sequence[str] | None, description_tokens: float | None = None,
                  qa_tokens: float | None = None, ask_video: str | None = None,
@@ -189,38 +209,40 @@ class SynthPanel:
         try:
             yield progress, "", "", "", [], None
             try:
-                events = self.events(video, types, description_tokens, qa_tokens, session.stop)
-                for event in events:
-                    if isinstance(event, Planned):
-                        calls = event.plan.calls
-                        progress = (f"{event.total_steps} model calls: {calls['level1']} level-1, "
-                                    f"{calls['level2']} level-2, 1 level-3, {calls['qa']} QA")
-                        yield progress, skip, skip, skip, skip, skip
-                    elif isinstance(event, CallStarted):
-                        partial = ""
-                        progress = f"step {event.step}/{event.total_steps}: {_call_label(event)}"
-                        yield progress, skip, skip, skip, skip, skip
-                    elif isinstance(event, TextChunk) and event.window is not None:  # a description being written
-                        partial += event.text
-                        n = _LEVEL[event.stage]
-                        out = [skip, skip, skip]
-                        out[n - 1] = _level_text(levels[n], (*event.window, partial))
-                        yield progress, *out, skip, skip
-                    elif isinstance(event, DescriptionWritten):
-                        n = event.description.level
-                        levels[n].append(event.description)
-                        out = [skip, skip, skip]
-                        out[n - 1] = _level_text(levels[n]) if n < 3 else event.description.text
-                        yield progress, *out, skip, skip
-                    elif isinstance(event, Stopped):
-                        yield f"Stopped at {progress}.", skip, skip, skip, skip, skip
-                        return
-                    elif isinstance(event, Done):
-                        result = event.result
-                        rejects = ", ".join(f"{k} {v}" for k, v in sorted(result.rejects.items())) or "none"
-                        done = (f"Done: {len(result.pairs)} QA pairs ({result.mc_skipped} open-ended only), "
-                                f"rejected: {rejects}. Edit the table, untick rows to drop, then Save.")
-                        yield done, skip, skip, skip, self.table(result), result
+                with closing(self.events(video, types, description_tokens, qa_tokens, session.stop)) as events:
+                    for event in events:
+                        if event is HEARTBEAT:  # nothing new: an update all the same (a client that left is seen)
+                            yield progress, skip, skip, skip, skip, skip
+                        elif isinstance(event, Planned):
+                            calls = event.plan.calls
+                            progress = (f"{event.total_steps} model calls: {calls['level1']} level-1, "
+                                        f"{calls['level2']} level-2, 1 level-3, {calls['qa']} QA")
+                            yield progress, skip, skip, skip, skip, skip
+                        elif isinstance(event, CallStarted):
+                            partial = ""
+                            progress = f"step {event.step}/{event.total_steps}: {_call_label(event)}"
+                            yield progress, skip, skip, skip, skip, skip
+                        elif isinstance(event, TextChunk) and event.window is not None:  # a description
+                            partial += event.text
+                            n = _LEVEL[event.stage]
+                            out = [skip, skip, skip]
+                            out[n - 1] = _level_text(levels[n], (*event.window, partial))
+                            yield progress, *out, skip, skip
+                        elif isinstance(event, DescriptionWritten):
+                            n = event.description.level
+                            levels[n].append(event.description)
+                            out = [skip, skip, skip]
+                            out[n - 1] = _level_text(levels[n]) if n < 3 else event.description.text
+                            yield progress, *out, skip, skip
+                        elif isinstance(event, Stopped):
+                            yield f"Stopped at {progress}.", skip, skip, skip, skip, skip
+                            return
+                        elif isinstance(event, Done):
+                            result = event.result
+                            rejects = ", ".join(f"{k} {v}" for k, v in sorted(result.rejects.items())) or "none"
+                            done = (f"Done: {len(result.pairs)} QA pairs ({result.mc_skipped} open-ended only), "
+                                    f"rejected: {rejects}. Edit the table, untick rows to drop, then Save.")
+                            yield done, skip, skip, skip, self.table(result), result
             except gr.Error as err:
                 gr.Warning(err.message)
                 yield str(err.message), skip, skip, skip, skip, skip
@@ -293,21 +315,27 @@ class SynthPanel:
 
     def api_synth(self, video: str) -> Iterator[str]:
         """Synthetic instruction data for a video (the LLaVA-Video-178K recipe): level-1/2/3
-        descriptions, then QA pairs of the 16 question types. Streams progress lines, then the final
-        JSON: {"caption", "pairs", "records": {"cap", "oe", "mc"}, "summary"}.
+        descriptions, then QA pairs of the 16 question types. Streams progress lines (the current one
+        again every half second while a model call runs), then the final JSON: {"caption", "pairs",
+        "records": {"cap", "oe", "mc"}, "summary"}.
 
         Args:
             video: the video file (mp4, webm, mov, ...).
         """
         progress = ""
-        for event in self.events(video, None, self.api_description_tokens, self.api_qa_tokens, StopFlag()):
-            if isinstance(event, CallStarted):
-                progress = f"step {event.step}/{event.total_steps}: {event.stage}"
-                yield progress
-            elif isinstance(event, Done):
-                result = event.result
-                yield json.dumps({"caption": result.caption, "pairs": [p.to_dict() for p in result.pairs],
-                                  "records": result.records(), "summary": result.summary()}, ensure_ascii=False)
+        events = self.events(video, None, self.api_description_tokens, self.api_qa_tokens, StopFlag())
+        with closing(events):  # closed with this generator: the recipe stops when the client leaves
+            for event in events:
+                if event is HEARTBEAT:
+                    if progress:  # the same line again: see SYNTH_HEARTBEAT_S
+                        yield progress
+                elif isinstance(event, CallStarted):
+                    progress = f"step {event.step}/{event.total_steps}: {event.stage}"
+                    yield progress
+                elif isinstance(event, Done):
+                    result = event.result
+                    yield json.dumps({"caption": result.caption, "pairs": [p.to_dict() for p in result.pairs],
+                                      "records": result.records(), "summary": result.summary()}, ensure_ascii=False)
 
 
 def synth_tab(model: ModelRunner, ask_video: gr.Video | None = None,
