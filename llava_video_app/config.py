@@ -132,6 +132,11 @@ class AppConfig:
     share: bool = False
     mcp_server: bool = False
     max_upload_mb: int = 500
+    # What each visitor may leave behind on a shared server: the app keeps at most max_sessions browser
+    # sessions' state (Gradio's and its own; least recently used out first, never one mid-answer), and
+    # deletes uploads and other temporary files upload_ttl_s seconds after they were made.
+    max_sessions: int = 500
+    upload_ttl_s: int = 3600
     # Saved synthetic data per browser session (a folder each under output_dir/sessions/, Download zips
     # only that) instead of one shared folder. None = on when the app is shared: --share, a Hugging Face
     # Space or a host other than loopback (see per_session); the CLI never uses it.
@@ -147,7 +152,8 @@ class AppConfig:
         self.max_new_tokens = whole_number("max_new_tokens", self.max_new_tokens, 1, self.max_new_tokens_limit,
                                            " (the app's max_new_tokens_limit)")
         self.temperature, self.top_p = check_temperature(self.temperature), check_top_p(self.top_p)
-        for name in ("cache_videos", "cache_mb", "max_decoded_mb", "max_question_chars", "max_upload_mb"):
+        for name in ("cache_videos", "cache_mb", "max_decoded_mb", "max_question_chars", "max_upload_mb",
+                     "max_sessions", "upload_ttl_s"):
             setattr(self, name, whole_number(name, getattr(self, name), 0 if name.startswith("cache") else 1))
 
     def per_session(self, environ: Mapping[str, str] | None = None) -> bool:

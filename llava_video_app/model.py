@@ -125,6 +125,25 @@ class VisionTower(nn.Module):
         return self.siglip.encoder(inputs_embeds=embeddings).last_hidden_state  # (N, patches, mm_hidden)
 
 
+def usable_device(device: str) -> torch.device:
+    """`device` as torch's, if this machine has it; else ValueError with one line saying what to pass
+    (torch's own errors are a RuntimeError deep in a traceback)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be cpu, cuda or cuda:N (N = a GPU's number), not {device!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device} was asked for, but torch finds no CUDA GPU on this machine: "
+                             "use --device cpu (or leave --device out to choose by hardware)")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif parsed.type not in ("cpu", "mps"):
+        raise ValueError(f"device must be cpu, cuda or cuda:N (N = a GPU's number), not {device!r}")
+    return parsed
+
+
 class LlavaVideoModel:
     """Loaded model parts plus the video-to-embeddings path. Generation lives in engine.py."""
 
@@ -167,7 +186,7 @@ class LlavaVideoModel:
         unread = unconsumed_keys(ckpt.config)
         if unread:
             log.debug("config.json keys nothing here reads (check they do not change the model): %s", ", ".join(unread))
-        torch_device = torch.device(device)
+        torch_device = usable_device(device)
         lm_dtype, vision_dtype = dtypes_for(quant, torch_device)
         layout = VisualLayout.from_config(ckpt.config, ckpt.vision_config, pool_mode)  # refuse early
 

@@ -20,10 +20,12 @@ Split files are named like LLaVA-Video-178K's (`0_30_s_academic_v0_1_cap_process
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import zipfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -37,6 +39,38 @@ _TASK_SUFFIX = {"cap": "cap_processed", "oe": "oe_qa_processed", "mc": "mc_qa_pr
 VIDEOS_DIR = "videos"
 ERRORS_LOG = "errors.log"
 SESSIONS_DIR = "sessions"
+
+
+# --- a folder that cannot be written ----------------------------------------------------------------
+
+# What a write that failed for the disk's sake (not the data's) says, by errno.
+_DISK_CAUSES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                errno.EPERM: "permission denied"}
+
+
+class FolderNotWritable(ValueError):
+    """The output folder's disk refused a write (full, read-only, not ours): one line naming the folder and
+    the cause. What was written before stays valid (appends are whole lines, rewrites atomic); the next run
+    resumes."""
+
+
+def disk_refused(err: OSError) -> bool:
+    """Whether the disk, not the data, made this write fail (full, read-only, no permission)."""
+    return err.errno in _DISK_CAUSES
+
+
+@contextmanager
+def writing_to(folder: str | os.PathLike, shown: str | None = None) -> Iterator[None]:
+    """Turn a disk's refusal inside the block into FolderNotWritable naming `shown` (default: the folder)."""
+    try:
+        yield
+    except OSError as err:
+        cause = _DISK_CAUSES.get(err.errno)
+        if cause is None:
+            raise
+        raise FolderNotWritable(f"cannot write to {shown or folder}: {cause} ({err.strerror}); make room or "
+                                "choose another folder, then run again: what was saved is kept") from None
 
 
 # --- split files ------------------------------------------------------------------------------------

@@ -89,6 +89,10 @@ def check_question(question: str | None, max_chars: int | None = None) -> str:
                            f"more than the app's max_question_chars ({max_chars:,})")
     if IMAGE_PLACEHOLDER in question:
         raise RequestError(f"the question must not contain {IMAGE_PLACEHOLDER} (the app places the video itself)")
+    bad = next((i for i, c in enumerate(question) if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:  # a lone surrogate (a broken JSON escape, or bytes that are not UTF-8 on the command line)
+        raise RequestError(f"the question is not valid text: character {bad + 1} is not a Unicode character (invalid "
+                           "UTF-8 or a lone surrogate); retype it")
     return question.strip()
 
 

@@ -66,7 +66,7 @@ def test_a_question_type_task_and_a_trimmed_caption(client, sample_video):
 def test_bad_input_is_a_clear_error_and_the_app_keeps_serving(client, sample_video, tmp_path):
     not_video = tmp_path / "holiday.mp4"
     not_video.write_bytes(b"this is a text file with a video's name" * 10)
-    with pytest.raises(AppError, match="holiday.mp4 is not a video file"):
+    with pytest.raises(AppError, match="holiday.mp4 is a text file, not a video file"):
         client.predict(handle_file(str(not_video)), "What?", api_name="/ask")
     with pytest.raises(AppError, match="past the end"):
         client.predict(handle_file(str(sample_video)), "What?", start=2.0, end=99.0, api_name="/ask")

@@ -102,3 +102,29 @@ def test_dataset_export_writes_its_zip_outside_the_folder(dataset_folder, tmp_pa
     assert result.returncode == 1 and result.stderr.startswith("error: write the zip outside the folder it zips")
     result = invoke("dataset", "export", dataset_folder, "--zip", tmp_path / "data.zip")
     assert result.returncode == 0 and (tmp_path / "data.zip").is_file()
+
+
+@pytest.mark.parametrize("device,message", [
+    ("tpu:9", "error: device must be cpu, cuda or cuda:N (N = a GPU's number), not 'tpu:9'"),
+    ("cuda", "error: device cuda was asked for, but torch finds no CUDA GPU on this machine: use --device cpu (or "
+             "leave --device out to choose by hardware)")])
+def test_a_device_this_machine_lacks_is_one_line_not_a_traceback(device, message, tiny_checkpoint, sample_video):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    flags = [*tiny_flags(tiny_checkpoint)[:4], "--device", device, "--frames", "8"]
+    result = invoke("ask", sample_video, "What happens?", *flags)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == message
+
+
+def test_a_question_that_is_not_valid_utf8_on_the_command_line_is_one_line(tiny_checkpoint, sample_video):
+    import os
+
+    question = os.fsdecode(b"What \xff happens?")  # how Python hands an invalid byte of argv over
+    result = subprocess.run([*CLI, "ask", str(sample_video), question, *map(str, tiny_flags(tiny_checkpoint))],
+                            capture_output=True, text=True, errors="replace", timeout=180)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: the question is not valid text: character 6 is not a "
+                                                      "Unicode character (invalid UTF-8 or a lone surrogate); "
+                                                      "retype it")

@@ -35,6 +35,8 @@ from gradio_client.exceptions import AppError
 from typer.testing import CliRunner
 
 from app_process import free_port, serving
+from opened_files import OpenedFiles
+from playlist_tricks import TRICKS, secret_video
 from llava_video_app import cli
 from llava_video_app.config import AppConfig
 from llava_video_app.request import check_request
@@ -45,6 +47,7 @@ pytestmark = pytest.mark.slow
 
 MAX_NEW_TOKENS = 4  # the app's default in this module: answers are gibberish anyway, keep them short
 ANSWERED = "answered"
+ONLY = "only a single video file (mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv or ogg) is accepted"
 CODECS = available_codecs()
 
 
@@ -133,8 +136,11 @@ CORPUS: dict[str, tuple] = {
                                  "truncated-index-last.mp4 looks like a video but is damaged or truncated "
                                  "(Invalid data found when processing input)"),
     "notes.mp4": (lambda p: (p.write_text("hello, I am a text file\n" * 50), p)[1],
-                  "notes.mp4 is not a video file (its contents are not a format ffmpeg can read)"),
-    "picture.mp4": (_png, "picture.mp4 is an image or text file (png_pipe), not a video"),
+                  f"notes.mp4 is a text file, not a video file: {ONLY}"),
+    "picture.mp4": (_png, f"picture.mp4 is an image (png), not a video file: {ONLY}"),
+    "random.mp4": (lambda p: (p.write_bytes(np.random.default_rng(1).bytes(4096)), p)[1],
+                   "random.mp4 is not a video file (its contents are not mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, "
+                   "flv or ogg)"),
     "sound.mp4": (_audio_only, "sound.mp4 has no video track (an audio-only or data file?)"),
     "one-frame.mp4": (lambda p: make_video(p, seconds=0.04, fps=25, size=(64, 48)), ANSWERED),
     "short.mp4": (lambda p: make_video(p, seconds=0.3, fps=10, size=(64, 48)), ANSWERED),
@@ -147,6 +153,8 @@ CORPUS: dict[str, tuple] = {
     "quotes 'and' \"spaces\" ünï 视频.mp4": (lambda p: make_video(p, seconds=1, fps=10, size=(64, 48)), ANSWERED),
     "semi;colon$(touch pwned)`id`.mp4": (lambda p: make_video(p, seconds=1, fps=10, size=(64, 48)), ANSWERED),
 }
+for _name, (_make, _message) in TRICKS.items():  # each names corpus/secrets/secret.mp4 (see the test)
+    CORPUS[_name] = (lambda p, make=_make: make(p, secret_video(p.parent)), _message.format(name=_name))
 if "av1" in CODECS:
     CORPUS["av1.webm"] = (lambda p: make_video(p, seconds=1, fps=5, size=(64, 48), codec="av1"), ANSWERED)
 if "vp9" in CODECS:
@@ -256,10 +264,16 @@ def test_every_file_of_the_corpus_is_answered_or_refused_alike_by_the_api_and_th
         code, stdout, stderr = cli_ask(tiny_checkpoint, video=video)
         assert code == 0 and stdout.strip(), stderr
         return
-    message = refused_by_api(app, video)
-    _expect(expected, message)
-    code, _, stderr = cli_ask(tiny_checkpoint, video=video)
-    assert code == 1 and cli_message(stderr, video) == message, "the same words from the CLI"
+    still_answers(app, normal_video)  # warm: the first request's growth is not this file's
+    with OpenedFiles(corpus["folder"] / "secrets") as opened:  # what the playlist tricks point at
+        before = app.rss_mib()
+        message = refused_by_api(app, video)
+        grown = app.rss_mib() - before
+        _expect(expected, message)
+        code, _, stderr = cli_ask(tiny_checkpoint, video=video)
+        assert code == 1 and cli_message(stderr, video) == message, "the same words from the CLI"
+        assert opened.take() == [], "a file outside the input was opened"
+    assert grown < 50, f"refusing {name} grew the server by {grown:.0f} MiB"
     still_answers(app, normal_video)
 
 

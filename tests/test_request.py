@@ -90,6 +90,9 @@ def test_questions_empty_blank_too_long_or_with_the_video_placeholder_are_refuse
     with pytest.raises(RequestError, match="must not contain <image>"):
         check_question("What is in <image>?")
     assert check_question(" What happens?\n", 100) == "What happens?"
+    with pytest.raises(RequestError, match="character 4 is not a Unicode character"):
+        check_question("Why\ud800?")  # a lone surrogate: the tokenizer would raise a TypeError
+    assert check_question("Why 😀?") == "Why 😀?"  # a real pair is fine
 
 
 def test_a_clip_is_bounded_in_frames_and_in_decoded_bytes_before_decoding():

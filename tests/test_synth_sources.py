@@ -130,16 +130,45 @@ def test_a_video_that_killed_its_worker_too_often_is_logged_as_failed(synth_vide
     out = tmp_path / "out"
     source = list_videos(synth_videos[25]).sources[0]
     options = SynthOptions(types=("Temporal",))
-    # What a worker that died mid-video leaves behind: the "running" mark, its attempts counted.
-    folder.write_manifest(out, source.video_id, {"status": "running", "attempts": MAX_ATTEMPTS})
+    # What a worker that died mid-video leaves behind: the "running" mark, its attempts counted, its run.
+    folder.write_manifest(out, source.video_id, {"status": "running", "attempts": MAX_ATTEMPTS, "run": "run-1"})
     engine = scripted_engine()
-    outcome = process_video(source, out, options, lambda: engine)
+    outcome = process_video(source, out, options, lambda: engine, run_id="run-1")
     assert outcome.status == "failed" and f"died during this video {MAX_ATTEMPTS} times" in outcome.error
     assert engine.calls == {}  # not run again
     assert folder.read_manifest(out, source.video_id)["status"] == "failed"
     assert "died during this video" in (out / folder.ERRORS_LOG).read_text()
     again = process_video(source, out, options, lambda: engine)  # a new run tries it afresh
     assert again.status == "done" and folder.read_manifest(out, source.video_id)["status"] == "done"
+
+
+def test_a_video_killed_mid_run_three_times_by_separate_runs_is_retried_by_the_next(synth_videos, scripted_engine,
+                                                                                   tmp_path):
+    """Three processes (runs) each SIGKILLed during the same video, as `kill -9` of `llava-video synth`
+    does: deaths count within a run, so the fourth run retries the video instead of logging it failed."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    source = list_videos(synth_videos[25]).sources[0]
+    script = (
+        "import os, signal, sys\n"
+        "from llava_video_app.synth.one_video import process_video\n"
+        "from llava_video_app.synth.plan import SynthOptions\n"
+        "from llava_video_app.synth.sources import list_videos\n"
+        "class Killed:\n"
+        "    def __getattr__(self, name):  # the recipe's first use of the engine: mid-video\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "source = list_videos(sys.argv[1]).sources[0]\n"
+        "process_video(source, sys.argv[2], SynthOptions(types=('Temporal',)), Killed)\n")
+    for _ in range(3):
+        killed = subprocess.run([sys.executable, "-c", script, str(synth_videos[25]), str(out)], timeout=120)
+        assert killed.returncode == -signal.SIGKILL
+        assert folder.read_manifest(out, source.video_id)["status"] == "running"
+    outcome = process_video(source, out, SynthOptions(types=("Temporal",)), scripted_engine)
+    assert outcome.status == "done", outcome.error
+    assert folder.read_manifest(out, source.video_id)["status"] == "done"
 
 
 def test_one_death_is_retried_and_a_stop_leaves_no_running_mark(synth_videos, scripted_engine, tmp_path):

@@ -151,7 +151,7 @@ def test_bad_input_is_a_message_and_the_app_keeps_working(chat, sample_video, tm
     with pytest.warns(UserWarning, match="notes.mp4"):
         _, _, info, state, _, _ = chat.on_video(str(not_video))
     assert "notes.mp4" in info and state == ChatState()
-    with pytest.raises(gr.Error, match="notes.mp4 is not a video"):
+    with pytest.raises(gr.Error, match="notes.mp4 is a text file, not a video"):
         _ask(chat, str(not_video), "What?")
     with pytest.raises(gr.Error, match="Upload a video"):
         _ask(chat, None, "What?")

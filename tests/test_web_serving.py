@@ -35,3 +35,41 @@ def test_loading_state_and_a_failed_load(tmp_path):
     assert chat.loading_status()[1].active is False
     with pytest.raises(gr.Error, match="could not be loaded"):
         list(chat.api_ask("v.mp4", "What?"))
+
+
+class _Visitor:
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
+
+
+def test_sessions_keep_at_most_their_capacity_dropping_the_least_recently_used_idle_ones():
+    from llava_video_app.web.serving import Sessions
+
+    sessions = Sessions(capacity=3)
+    busy = sessions.get(_Visitor("busy"))
+    busy.idle.clear()  # mid-answer: never dropped
+    kept = sessions.get(_Visitor("kept"))
+    for n in range(100):  # API clients: a new session each, no unload ever
+        sessions.get(_Visitor(f"client-{n}"))
+        sessions.get(_Visitor("kept"))  # used again: stays
+    assert len(sessions) == 3
+    assert sessions.get(_Visitor("busy")) is busy and sessions.get(_Visitor("kept")) is kept
+    busy.idle.set()
+    for n in range(3):
+        sessions.get(_Visitor(f"late-{n}"))
+    assert sessions.get(_Visitor("busy")) is not busy, "once idle, it ages out like the others"
+
+
+def test_the_app_bounds_gradio_sessions_and_deletes_old_uploads():
+    from llava_video_app.web.app import build_ui, launch
+
+    config = AppConfig(max_sessions=7, upload_ttl_s=90)
+    demo = build_ui(EngineHolder(config))
+    assert demo.delete_cache == (90, 90)
+    launched = {}
+    launch(demo, config, prevent_thread_lock=True)
+    try:
+        launched["capacity"] = demo.state_session_capacity
+    finally:
+        demo.close()
+    assert launched["capacity"] == 7

@@ -15,7 +15,7 @@ from typing import Callable
 
 from .. import output_folder as folder
 from ..dataset import TASKS
-from .one_video import EngineUnavailable, VideoOutcome, VideoStopped, process_video
+from .one_video import EngineUnavailable, VideoOutcome, VideoStopped, new_run_id, process_video
 from .plan import SynthOptions
 from .recipe import EngineLike
 from .sources import VIDEO_EXTENSIONS, find_videos, list_videos  # noqa: F401  (re-exported: callers import them here)
@@ -98,10 +98,12 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
     options = options or SynthOptions()
     out_dir = Path(out_dir)
     listing = list_videos(path, video_root)
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    with folder.writing_to(out_dir):  # a read-only or full disk: one line naming the folder
+        (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     summary = BatchSummary(videos=len(listing))
     started = time.perf_counter()
     engines: list[EngineLike] = [] if engine is None else [engine]
+    run_id = new_run_id()  # a video's deaths in earlier runs are not counted against it
 
     def engine_for() -> EngineLike:
         if not engines:
@@ -115,7 +117,7 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
         for source in overall:
             try:
                 outcome = process_video(source, out_dir, options, engine_for, stop=stop, progress=progress,
-                                        fsync=fsync)
+                                        fsync=fsync, run_id=run_id)
             except VideoStopped:
                 outcome = VideoOutcome(source.location, source.video_id, "stopped")
             except EngineUnavailable as err:
@@ -131,5 +133,6 @@ def run_batch(path: str | os.PathLike, out_dir: str | os.PathLike, options: Synt
         overall.close()
     summary.seconds = time.perf_counter() - started
     if export:
-        folder.export_json(out_dir)
+        with folder.writing_to(out_dir):
+            folder.export_json(out_dir)
     return summary

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,17 +71,26 @@ class VideoStopped(Exception):
 
 def process_video(source: VideoSource, out_dir: str | os.PathLike, options: SynthOptions,
                   engine_for: Callable[[], EngineLike], *, stop: threading.Event | None = None,
-                  progress: bool = False, fsync: bool = True) -> VideoOutcome:
+                  progress: bool = False, fsync: bool = True, run_id: str | None = None) -> VideoOutcome:
     """Synthesize one video into `out_dir` (see the module's docstring). `engine_for()` is called only
     when the video is to be run (so a resumed run loads no model for finished videos); its failure
-    raises EngineUnavailable. Raises VideoStopped when `stop` ends the run mid-video."""
+    raises EngineUnavailable. Raises VideoStopped when `stop` ends the run mid-video. `run_id` names
+    the run (new_run_id(), the same for all of a run's workers): deaths are counted within one run
+    only, so a video killed mid-run is tried afresh by the next run (default: this process's run).
+    A disk that refuses a write (full, read-only) raises FolderNotWritable: the run stops there."""
+    out_dir = Path(out_dir)
+    if folder.is_done(out_dir, source.video_id):
+        return VideoOutcome(source.location, source.video_id, "skipped")
+    with folder.writing_to(out_dir):  # a full or read-only disk stops the run: not this video's fault
+        return _process_locked(source, out_dir, options, engine_for, stop, progress, fsync, run_id)
+
+
+def _process_locked(source: VideoSource, out_dir: Path, options: SynthOptions, engine_for: Callable[[], EngineLike],
+                    stop: threading.Event | None, progress: bool, fsync: bool, run_id: str | None) -> VideoOutcome:
     from filelock import Timeout
 
-    out_dir = Path(out_dir)
     vid = source.video_id
     skipped = VideoOutcome(source.location, vid, "skipped")
-    if folder.is_done(out_dir, vid):
-        return skipped
     lock = folder.video_lock(out_dir, vid)
     try:
         lock.acquire()
@@ -93,15 +103,22 @@ def process_video(source: VideoSource, out_dir: str | os.PathLike, options: Synt
             engine = engine_for()
         except Exception as err:
             raise EngineUnavailable(err) from err
-        attempts = _mark_running(out_dir, source)
+        attempts = _mark_running(out_dir, source, run_id or PROCESS_RUN_ID)
         try:
             if attempts > MAX_ATTEMPTS:
-                raise RuntimeError(f"a worker died during this video {attempts - 1} times (out of memory? "
-                                   "a crash in a decoder?); a new run tries it again")
+                raise RuntimeError(f"a worker died during this video {attempts - 1} times in this run (out of "
+                                   "memory? a crash in a decoder?); a new run tries it again")
             return _run(source, out_dir, options, engine, stop, progress, fsync)
         except VideoStopped:
             _clear_running(out_dir, vid)
             raise
+        except OSError as err:
+            if folder.disk_refused(err):
+                _clear_running_quietly(out_dir, vid)
+                raise  # writing_to names the folder and stops the run
+            error = one_line(err)
+            folder.log_failure(out_dir, source.location, error, vid, source.relative)
+            return VideoOutcome(source.location, vid, "failed", error)
         except Exception as err:  # one bad video must not stop the run
             error = one_line(err)
             folder.log_failure(out_dir, source.location, error, vid, source.relative)
@@ -147,17 +164,35 @@ def _run(source: VideoSource, out_dir: Path, options: SynthOptions, engine: Engi
                         duration=float(result.duration))
 
 
-def _mark_running(out_dir: Path, source: VideoSource) -> int:
-    """Write the "running" manifest (lock held); returns this attempt's number (1 for a fresh start)."""
+def new_run_id() -> str:
+    """A run's name in the manifests: a death left by another run is not this run's attempt."""
+    return uuid.uuid4().hex[:12]
+
+
+PROCESS_RUN_ID = new_run_id()
+
+
+def _mark_running(out_dir: Path, source: VideoSource, run_id: str) -> int:
+    """Write the "running" manifest (lock held); returns this run's attempt number (1 for a fresh start,
+    or when the "running" mark left behind is an earlier run's)."""
     try:
         previous = folder.read_manifest(out_dir, source.video_id)
     except (FileNotFoundError, ValueError):
         previous = {}
-    attempts = int(previous.get("attempts", 0)) + 1 if previous.get("status") == "running" else 1
+    same_run = previous.get("status") == "running" and previous.get("run") == run_id
+    attempts = int(previous.get("attempts", 0)) + 1 if same_run else 1
     folder.write_manifest(out_dir, source.video_id, {
         "status": "running", "video": source.relative, "video_path": source.location, "attempts": attempts,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        "run": run_id, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return attempts
+
+
+def _clear_running_quietly(out_dir: Path, video_id: str) -> None:
+    """Drop the "running" mark if the disk lets us (a refused write is not a death of the worker)."""
+    try:
+        _clear_running(out_dir, video_id)
+    except OSError:
+        pass  # the mark stays: the next run counts it as its predecessor's, not its own (see _mark_running)
 
 
 def _clear_running(out_dir: Path, video_id: str) -> None:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 from .. import output_folder as folder
 from ..config import AppConfig
 from .batch import BatchSummary
-from .one_video import EngineUnavailable, VideoOutcome, one_line, process_video
+from .one_video import EngineUnavailable, VideoOutcome, new_run_id, one_line, process_video
 from .plan import SynthOptions, plan_windows
 from .recipe import EngineLike
 from .sources import VideoSource, list_videos
@@ -125,8 +125,9 @@ class VideoWorker:
     its outcome as a row."""
 
     def __init__(self, out_dir: str, options: SynthOptions, config: AppConfig, engine_factory: EngineFactory,
-                 fsync: bool):
+                 fsync: bool, run_id: str):
         self.out_dir, self.options, self.config, self.fsync = out_dir, options, config, fsync
+        self.run_id = run_id  # the driver's: a worker that replaces a dead one is in the same run
         self.engine_factory = engine_factory
         self.engine: EngineLike | None = None
 
@@ -141,10 +142,14 @@ class VideoWorker:
             outcome = VideoOutcome(source.location, source.video_id, "skipped")
         else:
             try:
-                outcome = process_video(source, self.out_dir, self.options, self.engine_for, fsync=self.fsync)
+                outcome = process_video(source, self.out_dir, self.options, self.engine_for, fsync=self.fsync,
+                                        run_id=self.run_id)
             except EngineUnavailable as err:
                 # Returned, not raised: Ray would hand the driver a traceback without the cause's type.
                 return {"outcome": "", "planned_calls": 0, "engine_error": _error_row(err.error)}
+            except folder.FolderNotWritable as err:  # the disk, not the video: the driver stops the run
+                error = json.dumps({"type": type(err).__name__, "message": str(err)})  # the line as it is
+                return {"outcome": "", "planned_calls": 0, "engine_error": error}
         return {**outcome.to_row(), "planned_calls": row["planned_calls"], "engine_error": ""}
 
 
@@ -153,7 +158,8 @@ class VideoWorker:
 def _user_errors() -> dict[str, type[Exception]]:
     from ..checkpoint import CheckpointError
 
-    return {cls.__name__: cls for cls in (CheckpointError, ValueError, FileNotFoundError, ImportError, OSError)}
+    return {cls.__name__: cls for cls in (CheckpointError, ValueError, FileNotFoundError, ImportError, OSError,
+                                          folder.FolderNotWritable)}
 
 
 def _error_row(err: Exception) -> str:
@@ -206,7 +212,8 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
     factory = engine_factory or default_engine
     out_dir = Path(out_dir).absolute()  # workers do not share the driver's working folder
     listing = list_videos(path, video_root)
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    with folder.writing_to(out_dir):  # a read-only or full disk: one line naming the folder
+        (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     say = echo or (lambda message: None)
     summary = BatchSummary(videos=len(listing))
     if not listing:
@@ -242,7 +249,8 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
         if started_here:
             ray.shutdown()
     if export:
-        folder.export_json(out_dir)
+        with folder.writing_to(out_dir):
+            folder.export_json(out_dir)
     return summary
 
 
@@ -288,7 +296,7 @@ def _pipeline(ray, sources, out_dir: str, options: SynthOptions, config: AppConf
     return probed.map(
         VideoWorker,
         fn_constructor_kwargs={"out_dir": out_dir, "options": options, "config": config, "engine_factory": factory,
-                               "fsync": fsync},
+                               "fsync": fsync, "run_id": new_run_id()},
         # One video in flight per worker, so an idle worker always takes the next one.
         compute=ray.data.ActorPoolStrategy(size=plan.workers, max_tasks_in_flight_per_actor=1),
         num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker or None)

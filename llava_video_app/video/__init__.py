@@ -18,9 +18,12 @@ Both decode only keyframe-to-target spans, scale while converting (`size`), and 
 frames over up to 8 threads (one per usable core, at least 8 frames each), each with its own reader: readers are never
 shared between threads.
 
+Every file is first admitted (admission.py: one local file of an allowed container, opened with its own
+demuxer and FFmpeg's file protocol only), and every entry point runs under a deadline (deadline.py).
+
 Here: the public entry points (probe_video, plan_clip, load_video) and the choice of reader. The
-rest: sampling.py (which frames), probe.py (the header read), pyav_reader.py and decord_reader.py,
-parallel.py (threads), errors.py.
+rest: admission.py, deadline.py, sampling.py (which frames), probe.py (the header read),
+pyav_reader.py and decord_reader.py, parallel.py (threads), errors.py.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import deadline
 from .decord_reader import DecordSource
 from .errors import (DecodeFailure, EmptyVideoError, InvalidRangeError, NotAVideoError, UnreadableVideoError,
                      VideoError)
@@ -96,6 +100,10 @@ class ClipPlan:
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Frame count, fps, duration and size, from the decoder load_video would use; decodes nothing."""
+    return deadline.within(deadline.PROBE_DEADLINE_S, str(path), lambda: _probe(path))
+
+
+def _probe(path: str | os.PathLike) -> VideoInfo:
     source = _open(path)
     try:
         return VideoInfo(str(path), source.total_frames, source.fps, source.total_frames / source.fps,
@@ -109,6 +117,12 @@ def plan_clip(path: str | os.PathLike, *, num_frames: int | None = 64, start: fl
     """The frames load_video would decode with these arguments (see `sample_indices`), their
     timestamps and the video's duration, from the file's header alone: a bad file or range fails
     here, before any decoding or model loading."""
+    return deadline.within(deadline.PROBE_DEADLINE_S, str(path),
+                           lambda: _plan_file(path, num_frames, start, end, sample_fps, max_frames))
+
+
+def _plan_file(path: str | os.PathLike, num_frames: int | None, start: float | None, end: float | None,
+               sample_fps: float | None, max_frames: int | None) -> ClipPlan:
     source = _open(path)
     try:
         return _plan(source, path, num_frames, start, end, sample_fps, max_frames)
@@ -123,6 +137,12 @@ def load_video(path: str | os.PathLike, *, num_frames: int | None = 64, start: f
     native resolution when `size` is None."""
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ValueError(f"size must be (width, height) in pixels, not {size!r}")
+    return deadline.within(deadline.LOAD_DEADLINE_S, str(path),
+                           lambda: _load(path, num_frames, start, end, sample_fps, max_frames, size))
+
+
+def _load(path: str | os.PathLike, num_frames: int | None, start: float | None, end: float | None,
+          sample_fps: float | None, max_frames: int | None, size: tuple[int, int] | None) -> VideoClip:
     source = _open(path, size)
     try:
         try:

@@ -19,10 +19,11 @@ class DecordSource:
         import decord
 
         self.path, self.probe, self.forced = str(path), probe, forced
+        self._admitted_path = probe.admitted.path  # the resolved file admission let decord open
         self.width, self.height = probe.width, probe.height
         self._size = size
         try:  # opening indexes every packet; the reader is kept for the first chunk of frames
-            self._reader = decord.VideoReader(self.path, num_threads=1, **_decord_size(size))
+            self._reader = decord.VideoReader(self._admitted_path, num_threads=1, **_decord_size(size))
             self.total_frames, self.fps = len(self._reader), float(self._reader.get_avg_fps())
         except Exception as err:  # decord raises DECORDError (a bare Exception) for everything
             raise DecodeFailure(_first_line(err)) from None
@@ -39,7 +40,7 @@ class DecordSource:
             # the reader opened by __init__, the others open their own.
             try:
                 reader = first if first is not None and chunk[0] == indices[0] else \
-                    decord.VideoReader(self.path, num_threads=1, **_decord_size(size))
+                    decord.VideoReader(self._admitted_path, num_threads=1, **_decord_size(size))
                 return reader.get_batch(chunk).asnumpy()
             except Exception as err:
                 raise DecodeFailure(_first_line(err)) from None

@@ -1,23 +1,16 @@
 """A file's header read with PyAV before any reader opens it: frame count, rate, codec, size, and
-whether it is a video at all, damaged or truncated (decord can abort or hang on such files)."""
+whether it is damaged or truncated (decord can abort or hang on such files). Whether it is a video
+at all, of an allowed kind, admission.py decides first, from its bytes."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import av
 
+from .admission import DECORD_SUFFIXES, Admitted, admit, open_container
 from .errors import EmptyVideoError, NotAVideoError, UnreadableVideoError
-
-# Files whose first bytes say "video container": when ffmpeg cannot open one, it is a damaged video
-# (UnreadableVideoError), not some other kind of file (NotAVideoError).
-VIDEO_MAGIC = (
-    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),  # mp4 / mov
-    (0, b"\x1a\x45\xdf\xa3"),  # matroska / webm
-    (0, b"RIFF"), (0, b"FLV"), (0, b"OggS"), (0, b"\x00\x00\x01\xba"),  # avi, flv, ogg, mpeg-ps
-)
 
 
 @dataclass
@@ -25,6 +18,7 @@ class Probe:
     """What PyAV's header read says about a file: cheap, and done before decord ever sees the file,
     so that files decord might crash or hang on are recognised first."""
     path: str
+    admitted: Admitted  # what the readers open
     frames: int  # container's frame count, 0 if unknown
     fps: float  # average frame rate (what decord's get_avg_fps() reads), 0 if unknown
     seconds: float  # the stream's duration, 0 if unknown
@@ -36,27 +30,17 @@ class Probe:
 
 def probe_file(path: str | os.PathLike) -> Probe:
     name = str(path)
-    file = Path(path)
-    if not file.exists():
-        raise UnreadableVideoError(f"video file not found: {name}")
-    if file.is_dir():
-        raise UnreadableVideoError(f"{name} is a folder, not a video file")
-    size = file.stat().st_size
-    if size == 0:
-        raise EmptyVideoError(f"{name} is empty (0 bytes)")
+    admitted = admit(path)  # refuses anything but one local file of an allowed container, unopened
+    size = os.stat(admitted.path).st_size
     try:
-        container = av.open(name, metadata_errors="ignore")
+        container = open_container(admitted)
     except av.error.FileNotFoundError:
         raise UnreadableVideoError(f"video file not found: {name}") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        if looks_like_video(file):
-            raise UnreadableVideoError(f"{name} looks like a video but is damaged or truncated "
-                                       f"({ffmpeg_reason(err)})") from None
-        raise NotAVideoError(f"{name} is not a video file (its contents are not a format ffmpeg can read)") from None
+        # its first bytes are an allowed container's: a damaged video, not some other kind of file
+        raise UnreadableVideoError(f"{name} looks like a video but is damaged or truncated "
+                                   f"({ffmpeg_reason(err)})") from None
     with container:
-        format_name = container.format.name
-        if format_name == "image2" or format_name.endswith("_pipe") or format_name == "tty":
-            raise NotAVideoError(f"{name} is an image or text file ({format_name}), not a video")
         if not container.streams:
             raise EmptyVideoError(f"{name} contains no video frames (the container is empty)")
         if not container.streams.video:
@@ -72,14 +56,8 @@ def probe_file(path: str | os.PathLike) -> Probe:
             raise EmptyVideoError(f"{name} contains no video frames")
         rate = stream.average_rate or stream.guessed_rate
         seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-        return Probe(name, int(stream.frames or 0), float(rate) if rate else 0.0, seconds, stream.codec_context.name,
-                      stream.codec_context.width, stream.codec_context.height, truncated)
-
-
-def looks_like_video(file: Path) -> bool:
-    with open(file, "rb") as f:
-        head = f.read(16)
-    return any(head[offset:offset + len(magic)] == magic for offset, magic in VIDEO_MAGIC)
+        return Probe(name, admitted, int(stream.frames or 0), float(rate) if rate else 0.0, seconds,
+                     stream.codec_context.name, stream.codec_context.width, stream.codec_context.height, truncated)
 
 
 def ffmpeg_reason(err: Exception) -> str:
@@ -91,6 +69,8 @@ def decord_unsuitable(probe: Probe) -> str | None:
     broken input instead of raising, so the known bad cases go straight to PyAV."""
     if probe.truncated:
         return "the file is truncated"
+    if not probe.admitted.decord_safe:  # decord cannot be told which demuxer and protocol to use
+        return f"decord only opens {', '.join(sorted(DECORD_SUFFIXES))} files of their own container"
     try:
         import decord  # noqa: F401
     except ImportError as err:

@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import EmptyVideoError, UnreadableVideoError
 from .parallel import read_in_parallel
+from .admission import UNINDEXED, Admitted, open_container
 from .probe import Probe, ffmpeg_reason
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,11 @@ class PyAVSource:
         """(pts of every frame in presentation order, indices of the keyframes)."""
         if self._table is None:
             try:
-                st = os.stat(self.path)
+                st = os.stat(self.probe.admitted.path)
             except OSError as err:
                 raise UnreadableVideoError(f"{self.path} could not be read: {err.strerror}") from None
             # Keyed by the file's identity: a replaced file (new mtime or size) is read afresh.
-            self._table = read_frame_table(self.path, st.st_mtime_ns, st.st_size)
+            self._table = read_frame_table(self.probe.admitted, st.st_mtime_ns, st.st_size)
         return self._table
 
     def read(self, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
@@ -61,7 +62,8 @@ class PyAVSource:
             raise UnreadableVideoError(f"{self.path} is damaged or truncated: frame {missing[0]} of "
                                        f"{self.total_frames} is not in the file")
         try:
-            return read_in_parallel(indices, lambda chunk: pyav_decode(self.path, chunk, pts, keys, size))
+            admitted = self.probe.admitted
+            return read_in_parallel(indices, lambda chunk: pyav_decode(admitted, chunk, pts, keys, size))
         except (av.error.FFmpegError, OSError) as err:
             raise UnreadableVideoError(f"{self.path} could not be decoded: {ffmpeg_reason(err)}") from None
 
@@ -70,13 +72,15 @@ class PyAVSource:
 
 
 @functools.lru_cache(maxsize=8)
-def read_frame_table(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def read_frame_table(admitted: Admitted, mtime_ns: int,
+                     size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Demux (not decode) the whole file once: a long video's table costs a read of the whole file,
     so the last few are kept for the next sampling of the same video (other frame counts, trims,
     the synthesis pass at 1 fps)."""
     packets: list[tuple[int, bool]] = []
+    path = admitted.name  # for messages
     try:
-        with av.open(path, metadata_errors="ignore") as container:
+        with open_container(admitted) as container:
             stream = container.streams.video[0]
             for packet in _until_error(container.demux(stream)):  # truncated: keep what is there
                 stamp = packet.pts if packet.pts is not None else packet.dts
@@ -86,11 +90,13 @@ def read_frame_table(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ..
         raise UnreadableVideoError(f"{path} could not be read: {ffmpeg_reason(err)}") from None
     packets.sort()
     keys = tuple(i for i, (_, key) in enumerate(packets) if key) or (0,)
+    if admitted.demuxer in UNINDEXED:  # one span from the start: a seek in them may land past the keyframe
+        keys = (0,)
     return tuple(pts for pts, _ in packets), keys  # shared by later readers: immutable
 
 
-def pyav_decode(path: str, indices: list[int], pts: Sequence[int], keys: Sequence[int],
-                 size: tuple[int, int] | None) -> np.ndarray:
+def pyav_decode(admitted: Admitted, indices: list[int], pts: Sequence[int], keys: Sequence[int],
+                size: tuple[int, int] | None) -> np.ndarray:
     """Decode sorted `indices`: seek to the keyframe before each target when that skips work, decode
     forward, skip non-reference frames that are not wanted (nothing depends on them), and convert
     (scale + RGB) only the wanted frames."""
@@ -101,9 +107,10 @@ def pyav_decode(path: str, indices: list[int], pts: Sequence[int], keys: Sequenc
     if size is not None:
         convert.update(width=size[0], height=size[1], interpolation=INTERPOLATION)
     pending = sorted(indices)
+    path = admitted.name  # for messages
     position = -1  # index of the last frame the decoder returned
     seeks: dict[int, int] = {}  # target -> seeks made for it: a target missed twice is undecodable
-    with av.open(path, metadata_errors="ignore") as container:
+    with open_container(admitted) as container:
         stream = container.streams.video[0]
         context = stream.codec_context
         context.thread_count = 1  # parallelism comes from one reader per thread
@@ -118,7 +125,10 @@ def pyav_decode(path: str, indices: list[int], pts: Sequence[int], keys: Sequenc
                     raise UnreadableVideoError(f"{path} is damaged: frame {target} could not be decoded")
                 if tries == 2:  # missed it after a seek (open GOP, odd timestamps): start a GOP earlier
                     key = keys[max(0, bisect.bisect_left(keys, key) - 1)]
-                container.seek(pts[key], stream=stream, backward=True, any_frame=False)
+                if key == keys[0]:  # from the start: a seek to the first pts lands past it in MPEG-TS
+                    container.seek(0)
+                else:
+                    container.seek(pts[key], stream=stream, backward=True, any_frame=False)
                 context.flush_buffers()
                 packets = _until_error(container.demux(stream))
                 position = key - 1  # decoding restarts at the keyframe

@@ -29,7 +29,10 @@ def build_ui(chat: VideoChat | EngineHolder | Engine, extra_tabs: Sequence[Extra
     chat = chat if isinstance(chat, VideoChat) else VideoChat(chat)
     private = dict(api_visibility="private")
     # analytics: off unless the config says so (keep_start_up_offline has set the environment alike)
-    with gr.Blocks(title="LLaVA-Video", analytics_enabled=chat.config.analytics) as demo:
+    # Uploads and other temporary files go upload_ttl_s after they were made (checked every few minutes).
+    ttl = chat.config.upload_ttl_s
+    with gr.Blocks(title="LLaVA-Video", analytics_enabled=chat.config.analytics,
+                   delete_cache=(max(1, min(ttl, 300)), ttl)) as demo:
         gr.Markdown("## LLaVA-Video: ask about a video\nDrop in a video, pick a task or type a question, "
                     "and watch the answer stream in. Follow-up questions continue the conversation on the "
                     "same clip.")
@@ -57,7 +60,7 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
         raise SystemExit("error: --mcp-server needs the MCP extra: pip install 'gradio[mcp]'")
     options: dict[str, Any] = dict(server_name=config.host, server_port=config.port, share=config.share,
                                    max_file_size=f"{config.max_upload_mb}mb", mcp_server=config.mcp_server,
-                                   show_error=True)
+                                   show_error=True, state_session_capacity=config.max_sessions)
     options.update(overrides)
     return demo.launch(**options)
 

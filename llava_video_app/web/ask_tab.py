@@ -59,7 +59,7 @@ class VideoChat:
         self.model = ModelRunner(holder, gpu=gpu)
         self.holder = self.model.holder
         self.config = self.holder.config
-        self.sessions = Sessions()
+        self.sessions = Sessions(self.config.max_sessions)
 
     def forget_session(self, request: gr.Request | None = None) -> None:
         """The tab was closed: stop its generation and drop its state."""

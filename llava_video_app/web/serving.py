@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,19 +131,37 @@ class Session:
 
 
 class Sessions:
-    """One Session per browser tab (Gradio's session hash; "local" when called without a request)."""
+    """One Session per browser tab (Gradio's session hash; "local" when called without a request), at
+    most `capacity` (AppConfig.max_sessions): API clients never send the page's unload, so the least
+    recently used idle sessions make room (one mid-answer is kept)."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
+    def __init__(self, capacity: int = 500) -> None:
+        self.capacity = max(1, capacity)
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
     def key(request: gr.Request | None) -> str:
         return getattr(request, "session_hash", None) or "local"
 
+    def __len__(self) -> int:
+        return len(self._sessions)
+
     def get(self, request: gr.Request | None) -> Session:
+        key = self.key(request)
         with self._lock:
-            return self._sessions.setdefault(self.key(request), Session())
+            session = self._sessions.get(key)
+            if session is None:
+                session = self._sessions[key] = Session()
+                self._evict()
+            self._sessions.move_to_end(key)
+            return session
+
+    def _evict(self) -> None:
+        for key in [k for k, s in self._sessions.items() if s.idle.is_set()]:
+            if len(self._sessions) <= self.capacity:
+                break
+            del self._sessions[key]
 
     def pop(self, request: gr.Request | None) -> Session | None:
         with self._lock:

@@ -38,7 +38,7 @@ from ..synth.plan import SynthOptions
 from ..synth.qa import QAPair
 from ..synth.recipe import synthesize
 from ..synth.result import Description, SynthResult
-from ..output_folder import SESSIONS_DIR
+from ..output_folder import SESSIONS_DIR, writing_to
 from ..synth.saving import export_run, save_edited_pairs
 from ..video import VideoError
 from .serving import MODEL_EVENTS, EngineHolder, ModelRunner, Sessions, refuse, user_errors
@@ -118,7 +118,7 @@ class SynthPanel:
         self.model = model if isinstance(model, ModelRunner) else ModelRunner(model)
         self.out_dir = Path(out_dir) if out_dir is not None else Path(self.model.config.output_dir)
         self.per_session = self.model.config.per_session() if per_session is None else per_session
-        self.sessions = Sessions()
+        self.sessions = Sessions(self.model.config.max_sessions)
         self.api_description_tokens: int | None = None  # /synth's limits; None = SynthOptions' defaults
         self.api_qa_tokens: int | None = None
 
@@ -264,12 +264,13 @@ class SynthPanel:
             return "Nothing to save yet: generate first."
         pairs = self.pairs_from_table(result, table)
         folder = self.folder_for(request)
-        written = save_edited_pairs(folder, result, pairs)
+        # A shared app does not tell its visitors where on the server their data lies.
+        where = "this browser session's folder" if self.per_session else str(folder.resolve())
+        with user_errors(), writing_to(folder, where):  # a full or read-only disk: one line, nothing torn
+            written = save_edited_pairs(folder, result, pairs)
         counts = {task: len(result.records(pairs)[task]) for task in RECORD_TASKS}
         kept = sum(1 for p in pairs if p.keep)
         files = ", ".join(sorted(written)) or "no split files"
-        # A shared app does not tell its visitors where on the server their data lies.
-        where = "this browser session's folder" if self.per_session else str(folder.resolve())
         return (f"Saved to {where}: {counts.get('cap', 0)} caption, {counts.get('oe', 0)} "
                 f"open-ended, {counts.get('mc', 0)} multiple-choice records ({kept} of {len(pairs)} pairs kept) "
                 f"in {files}; manifest videos/{result.video_id}.json")
@@ -282,7 +283,9 @@ class SynthPanel:
             gr.Warning("Nothing saved yet: generate, then Save.")
             return None
         exports = Path(tempfile.gettempdir()) / "llava-video-exports" / self.session_id(request)
-        return str(export_run(folder, exports / "synthetic-data.zip"))
+        where = "the server's temporary folder" if self.per_session else str(exports)
+        with user_errors(), writing_to(exports, where):
+            return str(export_run(folder, exports / "synthetic-data.zip"))
 
     def stop(self, request: gr.Request | None = None) -> str:
         self.sessions.stop(request)
