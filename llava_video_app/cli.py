@@ -43,6 +43,8 @@ MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help="L
                             "(default 1024, at most max_new_tokens_limit, 4096).")
 TemperatureOpt = typer.Option(None, "--temperature", help="0 = greedy (default), at most 2.")
 TopPOpt = typer.Option(None, "--top-p", help="Nucleus sampling threshold, in (0, 1].")
+SeedOpt = typer.Option(None, "--seed", metavar="INTEGER", help="The sampler's seed (with --temperature > 0): the same "
+                       "seed and settings give the same answer (default: a random one, printed after the answer).")
 PoolOpt = typer.Option(None, "--pool-mode", help="Override the checkpoint's mm_spatial_pool_mode (average, max, bilinear).")
 CompileOpt = typer.Option(None, "--compile/--no-compile", help="Decode through torch.compile over a static KV cache "
                           "(default on a CUDA GPU: several times the tokens/s after a one-off compile, cached on disk).")
@@ -88,19 +90,20 @@ def _resolve_question(question: Optional[str], question_type: Optional[str], con
 
 def _checked_request(config: AppConfig, *, frames: Optional[float], start: Optional[float], end: Optional[float],
                      max_new_tokens: Optional[float] = None, temperature: Optional[float] = None,
-                     top_p: Optional[float] = None) -> tuple[AppConfig, "RequestSettings"]:
+                     top_p: Optional[float] = None, seed: Optional[float] = None) -> tuple[AppConfig, "RequestSettings"]:
     """The request's settings checked as the API checks them (one line and exit 1 if not), and the
     config they make (the engine warms up for that many frames and tokens)."""
     from .request import check_request
 
     try:
         request = check_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
-                                temperature=temperature, top_p=top_p)
+                                temperature=temperature, top_p=top_p, seed=seed)
     except ValueError as err:
         fail(str(err))
     generation = request.generation
     return config.with_overrides(frames=request.frames, max_new_tokens=generation.max_new_tokens,
-                                 temperature=generation.temperature, top_p=generation.top_p), request
+                                 temperature=generation.temperature, top_p=generation.top_p,
+                                 seed=generation.seed), request
 
 
 def _run(config: AppConfig, video: Path, question: str, request: "RequestSettings") -> None:
@@ -130,7 +133,7 @@ def _run(config: AppConfig, video: Path, question: str, request: "RequestSetting
     if stats is not None:
         vram = f", peak VRAM {stats.peak_vram_gib:.2f} GiB" if stats.peak_vram_gib is not None else ""
         typer.echo(f"[{stats.visual_tokens} visual tokens, first token {stats.time_to_first_token_s:.2f}s, "
-                   f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f} tok/s{vram}]", err=True)
+                   f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f} tok/s{vram}, seed {stats.seed}]", err=True)
 
 
 @app.command()
@@ -142,6 +145,7 @@ def ask(
     frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
     max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
+    seed: Optional[float] = SeedOpt,
 ) -> None:
     """Ask a question about a video; the answer streams to stdout."""
     config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
@@ -150,7 +154,7 @@ def ask(
     except ValueError as err:
         fail(str(err))
     config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
-                                       temperature=temperature, top_p=top_p)
+                                       temperature=temperature, top_p=top_p, seed=seed)
     _run(config, video, text, request)
 
 
@@ -161,13 +165,14 @@ def caption(
     frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
     max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
+    seed: Optional[float] = SeedOpt,
 ) -> None:
     """Detailed caption of a video (the model card's prompt)."""
     from .prompts import CAPTION_QUESTION
 
     config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
     config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
-                                       temperature=temperature, top_p=top_p)
+                                       temperature=temperature, top_p=top_p, seed=seed)
     _run(config, video, CAPTION_QUESTION, request)
 
 

@@ -8,6 +8,7 @@ conversation are kept, so a follow-up question on the same video only prefills i
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .kv_cache import ConversationCache
 from .recently_used import RecentlyUsed
 from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
+from .provenance import prompt_hash
 from .request import RequestError, check_clip, check_question, prompt_within_budget
 from .video import ClipPlan, VideoClip
 
@@ -47,6 +49,8 @@ class GenerationStats:
     prefill_s: float = 0.0  # the language model over the new part of the input, up to the first token
     total_s: float = 0.0
     peak_vram_gib: float | None = None
+    seed: int | None = None  # the sampler's seed (the settings' own, or the random one drawn)
+    prompt_sha256: str = ""  # of the full prompt text (provenance.prompt_hash)
 
     @property
     def tokens_per_s(self) -> float:
@@ -175,7 +179,8 @@ class Engine:
                               with_time_instruction=self.config.time_instruction)
         ids = self.model.tokenize(prompt)
         stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
-                                video_s=decoded - started, vision_s=encoded - decoded)
+                                video_s=decoded - started, vision_s=encoded - decoded,
+                                prompt_sha256=prompt_hash(prompt))
         yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
@@ -219,8 +224,7 @@ class Engine:
         for ids in rows:
             self._check_length(ids, None, settings.max_new_tokens)
         shared = min(_common_prefix(rows), min(len(ids) for ids in rows) - 1)
-        generator = torch.Generator(device="cpu")
-        generator.seed()
+        generator = seeded_generator(settings.seed)
         device = model.device
         lengths = torch.tensor([len(ids) - shared for ids in rows], device=device)
         pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.eos_token_ids[0]
@@ -365,8 +369,8 @@ class Engine:
         cuda = model.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(model.device)
-        generator = torch.Generator(device="cpu")
-        generator.seed()
+        generator = seeded_generator(settings.seed)
+        stats.seed = generator.initial_seed()
         detok = IncrementalDecoder(model.tokenizer)
         fed, cache = list(ids), None
         try:
@@ -435,6 +439,14 @@ class Engine:
             self._decoder = None
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def seeded_generator(seed: int | None) -> torch.Generator:
+    """The sampler's random source, seeded with `seed` or, if None, a fresh random one (initial_seed()
+    tells which): below 2**32, short enough to read off and type into the seed box."""
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(secrets.randbelow(2**32) if seed is None else seed)
+    return generator
 
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
