@@ -2,7 +2,9 @@
 follow-ups from the caches, bad input, Clear, the API endpoints. The model is random: only behaviour
 is checked, never the words."""
 
+import json
 import threading
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -41,7 +43,9 @@ def test_new_video_fills_the_trim_range_and_starts_over(chat, sample_video):
     assert state.video == str(sample_video) and state.turns == [] and messages == [] and gallery == []
     assert chat.on_video(None)[3] == ChatState()
     state.turns.append(Turn("q", "a"))
-    assert chat.new_conversation(state) == ChatState(video=state.video, duration=state.duration)
+    fresh = chat.new_conversation(state)
+    assert (fresh.video, fresh.duration, fresh.turns) == (state.video, state.duration, [])
+    assert [c.turns for c in fresh.past] == [[Turn("q", "a")]], "the chat's clear keeps the old conversation"
 
 
 def test_answer_streams_growing_text_and_shows_the_frames_and_stats(chat, sample_video):
@@ -259,3 +263,64 @@ def test_out_of_gpu_memory_becomes_a_message_and_the_next_question_is_answered(c
     monkeypatch.setattr(engine.model, "lm", model_lm)
     outputs, state = _ask(chat, str(sample_video), "What?")
     assert state.turns[-1].answer, "the model is still loaded and answers"
+
+
+def test_a_frames_change_or_a_new_video_starts_a_new_conversation_and_keeps_the_old(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, frames=8)
+    _, state = _ask(chat, str(sample_video), "Follow-up?", state=state, frames=8)
+    _, state = _ask(chat, str(sample_video), "With more frames?", state=state, frames=10)
+    assert [t.question for t in state.turns] == ["With more frames?"]
+    assert [[t.question for t in c.turns] for c in state.history()] == [["First?", "Follow-up?"], ["With more frames?"]]
+    state = chat.on_video(str(sample_video), state)[3]  # the same video again: a new, empty conversation
+    state = chat.clear(None, state)[4]
+    assert state.turns == [] and [c.frames for c in state.history()] == [8, 10], "nothing is erased"
+    provenance, history = chat.show_history(state)
+    assert history.count("square.mp4") == 2 and "8 frames" in history and "10 frames" in history
+
+
+def test_other_sampling_settings_start_a_new_conversation(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    state = list(chat.ask(str(sample_video), "Q?", 0, None, 8, 6, 0.0, 1.0, state))[-1][1]
+    state = list(chat.ask(str(sample_video), "Q?", 0, None, 8, 6, 1.0, 1.0, state, None, 3))[-1][1]
+    assert len(state.history()) == 2 and state.sampling == (1.0, 1.0, 3)
+
+
+def test_the_same_seed_in_the_tab_gives_the_same_sampled_answer(chat, sample_video):
+    def answer(seed, state=None):
+        outputs = list(chat.ask(str(sample_video), "What happens?", 0, None, 8, 12, 1.5, 1.0, state, None, seed))
+        return outputs[-1][1]
+
+    first, again = answer(9), answer(9)
+    assert first.turns == again.turns and first.turns[0].answer
+    assert first.records[0]["seed"] == 9
+    drawn = answer(None)
+    assert answer(drawn.records[0]["seed"]).turns == drawn.turns, "the recorded seed repeats the answer"
+    with pytest.raises(gr.Error, match="seed must be a whole number"):
+        answer(1.5)
+
+
+def test_every_answer_carries_its_provenance_into_the_page_and_the_downloads(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, start=1, end=4)
+    _, state = _ask(chat, str(sample_video), "Second?", state=state, start=1, end=4)
+    _, state = _ask(chat, str(sample_video), "Other frames?", state=state, frames=10)
+    assert len(state.records) == len(state.turns) == 1 and len(state.past[0].records) == 2
+    first = state.past[0].records[0]
+    assert first["video"]["name"] == "square.mp4" and len(first["video"]["sha256"]) == 64
+    assert first["trim"] == {"start": 1.0, "end": 4.0} and first["settings"]["frames"] == 8
+    assert first["visual_tokens"] > 0 and first["new_tokens"] > 0 and isinstance(first["seed"], int)
+    line, _ = chat.show_history(state)
+    assert "square.mp4" in line and "10 frames" in line and "tok/s" in line
+
+    conversation = json.loads(Path(chat.export_json(state, "conversation")).read_text())
+    history = json.loads(Path(chat.export_json(state, "history")).read_text())
+    assert conversation["schema"] == history["schema"] == "llava-video/conversations/1"
+    assert [t["question"] for t in conversation["conversations"][0]["turns"]] == ["Other frames?"]
+    turns = [[t["question"] for t in c["turns"]] for c in history["conversations"]]
+    assert turns == [["First?", "Second?"], ["Other frames?"]]
+    assert history["conversations"][0]["turns"][1]["answer"] == state.past[0].turns[1].answer
+    assert history["conversations"][0]["turns"][1]["provenance"] == state.past[0].records[1]
+    markdown = Path(chat.export_markdown(state, "history")).read_text()
+    assert "**Question:** Second?" in markdown and "8 frames of 1 s to 4 s" in markdown and "10 frames" in markdown
+    assert chat.export_json(ChatState(), "history") is None, "nothing to download: a message, no file"
