@@ -206,3 +206,62 @@ def test_synthetic_qa_from_the_ask_tabs_video_generate_review_and_save(synth_app
     page.wait_for_function("document.querySelector('#synth-source').innerText.includes('square.mp4')",
                            timeout=10_000)
     assert "uploaded here" in page.inner_text("#synth-source")
+
+
+@pytest.fixture
+def workbench_url(tiny_model):
+    config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=8,
+                       port=free_port())
+    chat = VideoChat(Engine(tiny_model, config))
+    demo = build_ui(chat)
+    launch(demo, config, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{config.port}/"
+    finally:
+        chat.forget_session(None)
+        demo.close()
+
+
+def _ask_in_page(page, question: str, waits_for: str) -> None:
+    page.fill("#question textarea", question)
+    page.click("#ask")
+    try:
+        page.wait_for_function(f"document.querySelector('#provenance').innerText.includes({waits_for!r})",
+                               timeout=60_000)
+    except Exception:
+        print("PROV", page.inner_text("#provenance"), "STATUS", page.inner_text("#status"))
+        raise
+
+
+def test_history_survives_a_frames_change_and_downloads_with_provenance(workbench_url, page):
+    page.goto(workbench_url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    _ask_in_page(page, "What happens first?", "8 frames")
+    assert "pan.mp4" in page.inner_text("#provenance") and "seed" in page.inner_text("#provenance")
+
+    # more frames: a new conversation on screen, the old one kept in the history
+    page.get_by_text("Settings").first.click()
+    page.fill("#frame-count input[type=number]", "10")
+    page.press("#frame-count input[type=number]", "Enter")
+    page.wait_for_function("document.querySelector('#frame-count input[type=range]').value === '10'")
+    _ask_in_page(page, "And with more frames?", "10 frames")
+    page.wait_for_function("document.querySelectorAll('#chat .user').length === 1")
+    assert "And with more frames?" in page.inner_text("#chat")
+    page.locator("#history-panel button").first.click()  # open the accordion
+    page.wait_for_function("document.querySelector('#history')?.innerText.includes('10 frames')", timeout=30_000)
+    history = page.inner_text("#history")
+    assert "8 frames" in history and "10 frames" in history and history.count("pan.mp4") == 2
+
+    # the whole history as JSON: both conversations, each answer with its provenance
+    page.get_by_label("Whole history").check()
+    page.click("#export-json")
+    link = page.locator("#export-file a").first
+    link.wait_for(timeout=30_000)
+    exported = json.loads(page.request.get(link.get_attribute("href")).text())
+    conversations = exported["conversations"]
+    assert [[t["question"] for t in c["turns"]] for c in conversations] == [["What happens first?"],
+                                                                           ["And with more frames?"]]
+    assert [c["turns"][0]["provenance"]["settings"]["frames"] for c in conversations] == [8, 10]
+    assert all(c["video"]["name"] == "pan.mp4" and len(c["video"]["sha256"]) == 64 for c in conversations)

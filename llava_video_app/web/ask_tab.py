@@ -357,7 +357,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
             task = gr.Dropdown(list(TASKS), value=TASK_CAPTION, label="Task", elem_id="task")
             with gr.Accordion("Settings", open=False):
                 frames = gr.Slider(min(FRAMES_MIN, config.frames), config.max_frames,
-                                   value=config.frames, step=1, label="Frames",
+                                   value=config.frames, step=1, label="Frames", elem_id="frame-count",
                                    info="sampled uniformly; 64 is the authors' setting")
                 max_new_tokens = gr.Slider(1, config.max_new_tokens_limit, value=config.max_new_tokens,
                                            step=1, label="Max new tokens")
