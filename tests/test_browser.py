@@ -265,3 +265,63 @@ def test_history_survives_a_frames_change_and_downloads_with_provenance(workbenc
                                                                            ["And with more frames?"]]
     assert [c["turns"][0]["provenance"]["settings"]["frames"] for c in conversations] == [8, 10]
     assert all(c["video"]["name"] == "pan.mp4" and len(c["video"]["sha256"]) == 64 for c in conversations)
+
+
+ERROR_MARKS = "document.querySelectorAll('.wrap span.error, .wrap .error').length"
+
+
+def _interactive(page, elem_id: str) -> bool:
+    return page.locator(f"#{elem_id}").is_enabled()
+
+
+def test_ask_is_live_only_with_a_usable_video_and_a_question(workbench_url, page, tmp_path):
+    page.goto(workbench_url)
+    page.wait_for_selector("#ask")
+    # nothing to ask about yet: Ask and Stop are both off
+    page.wait_for_function("document.querySelector('#ask').disabled && document.querySelector('#stop').disabled")
+
+    # an unusable file: a message, Ask stays off
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video\n" * 20)
+    page.set_input_files("#video input[type=file]", str(fake))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('Not a usable video')")
+    assert not _interactive(page, "ask")
+    assert page.evaluate(ERROR_MARKS) == 0
+
+    # a real video and a question: Ask on; an emptied question: Ask off again
+    page.click("#clear")
+    page.wait_for_selector("#video input[type=file]", state="attached")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    page.wait_for_function("!document.querySelector('#ask').disabled")
+    page.fill("#question textarea", "")
+    page.wait_for_function("document.querySelector('#ask').disabled")
+
+
+def test_enter_sends_shift_enter_adds_a_line_and_an_empty_question_is_one_toast(workbench_url, page):
+    page.goto(workbench_url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("!document.querySelector('#ask').disabled")
+
+    # Shift+Enter adds a line, Enter sends; Stop is live only while the answer runs
+    page.click("#question textarea")
+    page.keyboard.type("First line")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("second line")
+    assert page.input_value("#question textarea") == "First line\nsecond line"
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#provenance').innerText.includes('tok/s')", timeout=60_000)
+    assert "second line" in page.locator("#chat .user").last.inner_text()
+    page.wait_for_function("document.querySelector('#stop').disabled")
+
+    # an empty question sent with Enter: one toast, the conversation and frames stay, no red error marks
+    refusals = "[...document.querySelectorAll('.toast-item')].filter(t => t.innerText.includes('Type a question'))"
+    page.fill("#question textarea", "")
+    page.press("#question textarea", "Enter")
+    page.wait_for_function(f"{refusals}.length > 0", timeout=30_000)
+    page.wait_for_timeout(1000)  # let any second toast or error mark arrive before counting
+    assert page.evaluate(f"{refusals}.length") == 1
+    assert page.evaluate(f"{refusals}[0].innerText").count("Type a question") == 1, "one message, not a repeat count"
+    assert page.evaluate(ERROR_MARKS) == 0
+    assert page.locator("#chat .bot").count() == 1 and page.locator("#frames img").count() == 8

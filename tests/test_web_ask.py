@@ -324,3 +324,25 @@ def test_every_answer_carries_its_provenance_into_the_page_and_the_downloads(cha
     markdown = Path(chat.export_markdown(state, "history")).read_text()
     assert "**Question:** Second?" in markdown and "8 frames of 1 s to 4 s" in markdown and "10 frames" in markdown
     assert chat.export_json(ChatState(), "history") is None, "nothing to download: a message, no file"
+
+
+def test_the_page_gets_refusals_as_one_warning_and_keeps_what_it_shows(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    with pytest.warns(UserWarning, match="Type a question") as warned:
+        outputs = list(chat.ask_in_page(str(sample_video), "  ", 0, None, 8, 6, 0.0, 1.0, state))
+    assert len(warned) == 1
+    (chat_out, state_out, gallery, status, question), = outputs
+    assert all(x == gr.skip() for x in (chat_out, state_out, gallery, question)), "nothing on the page is replaced"
+    assert "fp32" in status
+
+
+def test_ask_is_live_only_with_a_usable_video_and_a_question_and_stop_only_while_running(chat, sample_video):
+    def live(state, question, running=False):
+        ask, stop = chat.buttons(state, question, running)
+        return ask["interactive"], stop["interactive"]
+
+    usable = chat.on_video(str(sample_video))[3]
+    assert live(usable, "What?") == (True, False)
+    assert live(usable, "   ") == (False, False)
+    assert live(ChatState(), "What?") == (False, False)
+    assert live(usable, "What?", running=True) == (False, True)

@@ -167,6 +167,28 @@ class VideoChat:
         return Provenance.of_answer(settings_for(engine, settings, len(clip.frame_indices)), None, clip, stats,
                                     video=video, start=start, end=end).to_dict()
 
+    def ask_in_page(self, video: str | None, question: str, start: float | None, end: float | None, frames: float,
+                    max_new_tokens: float, temperature: float, top_p: float, state: ChatState | None,
+                    request: gr.Request | None = None, seed: float | None = None) -> Iterator[tuple]:
+        """`ask` for the page: a refusal is one warning toast, and every output keeps what it shows
+        (a raised gr.Error would paint Gradio's red error marks over the chat, gallery and status)."""
+        try:
+            yield from self.ask(video, question, start, end, frames, max_new_tokens, temperature, top_p, state,
+                                request, seed)
+        except gr.Error as err:
+            gr.Warning(str(err.message))
+            yield gr.skip(), gr.skip(), gr.skip(), self.status(), gr.skip()
+
+    @staticmethod
+    def buttons(state: ChatState | None, question: str | None, running: bool = False) -> tuple:
+        """(Ask, Stop): Ask only with a usable video (on_video put it in the state) and a question and
+        nothing running; Stop only while something runs."""
+        ready = bool(state and state.video) and bool((question or "").strip()) and not running
+        return gr.update(interactive=ready), gr.update(interactive=running)
+
+    def running_buttons(self) -> tuple:
+        return self.buttons(None, None, running=True)
+
     def new_conversation(self, state: ChatState | None) -> ChatState:
         """The chat's own clear button: same video, a new conversation (the old one stays in the history)."""
         state = state or ChatState()
@@ -370,11 +392,13 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
         with gr.Column(scale=3, min_width=420):
             chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat",
                                  placeholder="The answer streams here.")
-            question = gr.Textbox(CAPTION_QUESTION, label="Question", lines=2, elem_id="question",
-                                  placeholder="Ask about the video; follow-ups continue the chat")
+            # lines=1 (growing to max_lines): Gradio sends on Enter and adds a line on Shift+Enter.
+            question = gr.Textbox(CAPTION_QUESTION, label="Question", lines=1, max_lines=8, elem_id="question",
+                                  placeholder="Ask about the video; follow-ups continue the chat",
+                                  info="Enter sends · Shift+Enter adds a line")
             with gr.Row():
-                ask_btn = gr.Button("Ask", variant="primary", elem_id="ask")
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                ask_btn = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
                 clear_btn = gr.Button("Clear / new video", elem_id="clear")
             provenance = gr.Markdown(elem_id="provenance")
             gallery = gr.Gallery(label="Frames the model saw", columns=8, height=190, object_fit="contain",
@@ -397,14 +421,22 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     gr.on(None, None, None, end, js="() => null")
     task.change(chat.on_task, task, question, queue=False, **private)
     shown = dict(fn=chat.show_history, inputs=state, outputs=[provenance, history], queue=False, **private)
-    video.change(chat.on_video, [video, state], [start, end, info, state, chatbot, gallery], **private).then(**shown)
-    asking = gr.on([ask_btn.click, question.submit], chat.ask,
-                   [video, question, start, end, frames, max_new_tokens, temperature, top_p, state, seed],
-                   [chatbot, state, gallery, status, question], show_progress="minimal", **model_event, **private)
-    asking.then(**shown)
-    stop_btn.click(chat.stop, None, status, cancels=[asking], concurrency_limit=None, **private).then(**shown)
+    idle = dict(fn=chat.buttons, inputs=[state, question], outputs=[ask_btn, stop_btn], queue=False, **private)
+    video.change(chat.on_video, [video, state], [start, end, info, state, chatbot, gallery],
+                 **private).then(**shown).then(**idle)
+    question.change(**idle)  # typed, a task's question, an example, emptied after asking
+    gr.on(None, **idle)  # on load
+    # Enter in the question box sends even while Ask is greyed out: the handler refuses with a toast.
+    asking = gr.on([ask_btn.click, question.submit], chat.running_buttons, None, [ask_btn, stop_btn], queue=False,
+                   **private).then(chat.ask_in_page,
+                                   [video, question, start, end, frames, max_new_tokens, temperature, top_p, state,
+                                    seed], [chatbot, state, gallery, status, question], show_progress="minimal",
+                                   **model_event, **private)
+    asking.then(**shown).then(**idle)
+    stop_btn.click(chat.stop, None, status, cancels=[asking], concurrency_limit=None,
+                   **private).then(**shown).then(**idle)
     clear_btn.click(chat.clear, state, [video, start, end, info, state, chatbot, gallery, status],
-                    cancels=[asking], concurrency_limit=None, **private).then(**shown)
+                    cancels=[asking], concurrency_limit=None, **private).then(**shown).then(**idle)
     chatbot.clear(chat.new_conversation, state, state, **private).then(**shown)
     json_btn.click(chat.export_json, [state, scope], export_file, **private)
     md_btn.click(chat.export_markdown, [state, scope], export_file, **private)
