@@ -305,6 +305,7 @@ def test_enter_sends_shift_enter_adds_a_line_and_an_empty_question_is_one_toast(
     page.wait_for_function("!document.querySelector('#ask').disabled")
 
     # Shift+Enter adds a line, Enter sends; Stop is live only while the answer runs
+    page.fill("#question textarea", "")
     page.click("#question textarea")
     page.keyboard.type("First line")
     page.keyboard.press("Shift+Enter")

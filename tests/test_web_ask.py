@@ -13,7 +13,7 @@ from llava_video_app import video as video_stage
 from llava_video_app.config import GenerationSettings
 from llava_video_app.prompts import CAPTION_QUESTION, Turn, question_type
 from llava_video_app.web.ask_tab import VideoChat
-from llava_video_app.web.conversation import ChatState
+from llava_video_app.web.conversation import ChatState, chat_messages
 
 
 @pytest.fixture
@@ -346,3 +346,37 @@ def test_ask_is_live_only_with_a_usable_video_and_a_question_and_stop_only_while
     assert live(usable, "   ") == (False, False)
     assert live(ChatState(), "What?") == (False, False)
     assert live(usable, "What?", running=True) == (False, True)
+
+
+def _settings(video, state, temperature=0.0, seed=None):
+    return (str(video), 0, None, 8, 6, temperature, 1.0, state)
+
+
+def test_regenerate_asks_again_from_that_turn_and_keeps_the_old_version(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, tokens=6)
+    _, state = _ask(chat, str(sample_video), "Second?", state=state, tokens=6)
+    sampled = list(chat.ask(str(sample_video), "Third?", 0, None, 8, 6, 1.5, 1.0, state, None, 4))[-1][1]
+    assert len(sampled.history()) == 2, "other sampling: a new conversation"
+    last_message = len(chat_messages(sampled.turns)) - 1
+    again = list(chat.regenerate(*_settings(sample_video, sampled, 1.5), gr.RetryData(None, {
+        "index": last_message, "value": "Third?"}), None, 4))[-1][1]
+    assert again.turns == sampled.turns, "the same seed and settings: the same answer"
+    assert len(again.history()) == 3 and again.history()[1].turns == sampled.turns, "the old version is kept"
+    assert again.records[0]["seed"] == 4
+
+
+def test_edit_asks_the_edited_question_from_where_it_stood_and_undo_returns_it_to_the_box(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, tokens=6)
+    _, state = _ask(chat, str(sample_video), "Second?", state=state, tokens=6)
+    edited = list(chat.edit(*_settings(sample_video, state), gr.EditData(None, {
+        "index": 0, "value": "First, edited?", "previous_value": "First?"}), None, None))[-1][1]
+    assert [t.question for t in edited.turns] == ["First, edited?"]
+    assert [[t.question for t in c.turns] for c in edited.history()] == [["First?", "Second?"], ["First, edited?"]]
+    assert len(edited.records) == 1 and edited.records[0]["new_tokens"] > 0
+
+    messages, undone, question = chat.undo(state, gr.UndoData(None, {"index": 2, "value": "Second?"}))
+    assert question == "Second?" and [t.question for t in undone.turns] == ["First?"]
+    assert messages == chat_messages(undone.turns) and len(undone.records) == 1
+    assert undone.past == state.past, "undo removes the turn itself, not other conversations"

@@ -179,6 +179,42 @@ class VideoChat:
             gr.Warning(str(err.message))
             yield gr.skip(), gr.skip(), gr.skip(), self.status(), gr.skip()
 
+    # the chat's own buttons: regenerate (retry), undo, edit a question
+    def regenerate(self, video: str | None, start: float | None, end: float | None, frames: float,
+                   max_new_tokens: float, temperature: float, top_p: float, state: ChatState | None,
+                   retry: gr.RetryData, request: gr.Request | None = None,
+                   seed: float | None = None) -> Iterator[tuple]:
+        """Ask a question again from where it was asked (a new answer; with the same seed and settings,
+        the same one); the conversation as it was stays in the history."""
+        state = state or ChatState()
+        if not state.turns:
+            return
+        turn = state.turn_of_message(retry.index)
+        yield from self.ask_in_page(video, state.turns[turn].question, start, end, frames, max_new_tokens,
+                                    temperature, top_p, state.rewound(turn), request, seed)
+
+    def edit(self, video: str | None, start: float | None, end: float | None, frames: float, max_new_tokens: float,
+             temperature: float, top_p: float, state: ChatState | None, edited: gr.EditData,
+             request: gr.Request | None = None, seed: float | None = None) -> Iterator[tuple]:
+        """An edited question is asked from where it stood (the later turns go, and stay in the history)."""
+        state = state or ChatState()
+        if not state.turns:
+            return
+        turn = state.turn_of_message(edited.index)
+        value = edited.value if isinstance(edited.value, str) else (edited.value or {}).get("text", "")
+        yield from self.ask_in_page(video, value, start, end, frames, max_new_tokens, temperature, top_p,
+                                    state.rewound(turn), request, seed)
+
+    @staticmethod
+    def undo(state: ChatState | None, undone: gr.UndoData) -> tuple[list, ChatState, str]:
+        """The chat's undo: the question and everything after it go; the question returns to the box."""
+        state = state or ChatState()
+        if not state.turns:
+            return [], state, ""
+        turn = state.turn_of_message(undone.index)
+        kept = state.rewound(turn, keep_old=False)
+        return chat_messages(kept.turns), kept, state.turns[turn].question
+
     @staticmethod
     def buttons(state: ChatState | None, question: str | None, running: bool = False) -> tuple:
         """(Ask, Stop): Ask only with a usable video (on_video put it in the state) and a question and
@@ -390,7 +426,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
                 seed = gr.Number(config.seed, label="Seed", minimum=0, elem_id="seed", placeholder="random",
                                  info="empty = random; each answer's seed is in its provenance")
         with gr.Column(scale=3, min_width=420):
-            chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat",
+            chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat", editable="user",
                                  placeholder="The answer streams here.")
             # lines=1 (growing to max_lines): Gradio sends on Enter and adds a line on Shift+Enter.
             question = gr.Textbox(CAPTION_QUESTION, label="Question", lines=1, max_lines=8, elem_id="question",
@@ -433,10 +469,19 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
                                     seed], [chatbot, state, gallery, status, question], show_progress="minimal",
                                    **model_event, **private)
     asking.then(**shown).then(**idle)
-    stop_btn.click(chat.stop, None, status, cancels=[asking], concurrency_limit=None,
+    settings = [video, start, end, frames, max_new_tokens, temperature, top_p, state, seed]
+    answering = [asking]
+    for event, handler in ((chatbot.retry, chat.regenerate), (chatbot.edit, chat.edit)):
+        run = event(chat.running_buttons, None, [ask_btn, stop_btn], queue=False, **private).then(
+            handler, settings, [chatbot, state, gallery, status, question], show_progress="minimal",
+            **model_event, **private)
+        run.then(**shown).then(**idle)
+        answering.append(run)
+    chatbot.undo(chat.undo, state, [chatbot, state, question], queue=False, **private).then(**shown).then(**idle)
+    stop_btn.click(chat.stop, None, status, cancels=answering, concurrency_limit=None,
                    **private).then(**shown).then(**idle)
     clear_btn.click(chat.clear, state, [video, start, end, info, state, chatbot, gallery, status],
-                    cancels=[asking], concurrency_limit=None, **private).then(**shown).then(**idle)
+                    cancels=answering, concurrency_limit=None, **private).then(**shown).then(**idle)
     chatbot.clear(chat.new_conversation, state, state, **private).then(**shown)
     json_btn.click(chat.export_json, [state, scope], export_file, **private)
     md_btn.click(chat.export_markdown, [state, scope], export_file, **private)

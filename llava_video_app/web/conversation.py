@@ -69,6 +69,22 @@ class ChatState:
         """The tab's conversations that have turns, oldest first, this one last."""
         return [*self.past, *([dataclasses.replace(self, past=[])] if self.turns else [])]
 
+    def rewound(self, turn: int, *, keep_old: bool = True) -> "ChatState":
+        """This conversation up to (not including) `turn`, to ask again from there (regenerate, edit);
+        `keep_old`: the whole conversation as it was stays in the history (undo drops it)."""
+        return dataclasses.replace(self, turns=list(self.turns[:turn]), records=list(self.records[:turn]),
+                                   past=self.history() if keep_old else list(self.past))
+
+    def turn_of_message(self, index: int | tuple | list) -> int:
+        """The turn that chat message `index` (chat_messages' numbering) belongs to."""
+        index = index[0] if isinstance(index, (tuple, list)) else index
+        message = 0
+        for n, turn in enumerate(self.turns):
+            message += 1 + bool(turn.answer)
+            if index < message:
+                return n
+        return max(0, len(self.turns) - 1)
+
     def record(self, index: int, provenance: Mapping[str, Any] | None) -> None:
         """Attach the provenance of turns[index]'s answer."""
         self.records.extend([None] * (index + 1 - len(self.records)))
