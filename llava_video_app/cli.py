@@ -82,7 +82,7 @@ def _resolve_question(question: Optional[str], question_type: Optional[str], con
     if question is not None and question_type:
         fail("give either a question or --type, not both")
     if question_type:
-        return lookup(question_type).example
+        return lookup(question_type).preset
     if question is None:
         fail('give a question, e.g. llava-video ask video.mp4 "What happens?", or --type "Camera Direction"')
     return check_question(question, config.max_question_chars)  # the API's check and words
@@ -140,7 +140,7 @@ def _run(config: AppConfig, video: Path, question: str, request: "RequestSetting
 def ask(
     video: Path = typer.Argument(..., help="Video file."),
     question: Optional[str] = typer.Argument(None, help="Your question."),
-    question_type: Optional[str] = typer.Option(None, "--type", help="Ask a LLaVA-Video question type's example question."),
+    question_type: Optional[str] = typer.Option(None, "--type", help="Ask a LLaVA-Video question type's preset question (phrased to fit any video)."),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
     frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
     max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,

@@ -88,7 +88,7 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
     # choose a question type: its example question fills the question box
     page.click("#task input")
     page.get_by_role("option", name="Camera Direction", exact=True).click()
-    example = question_type("Camera Direction").example
+    example = question_type("Camera Direction").preset
     page.wait_for_function(f"document.querySelector('#question textarea').value === {example!r}")
 
     # ask: tokens arrive, the answer grows

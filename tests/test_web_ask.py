@@ -199,7 +199,7 @@ def test_api_handlers_stream_the_growing_answer(chat, sample_video):
     caption = list(chat.api_caption(str(sample_video), 8, None, None, 4, 0.0, 1.0))
     assert caption[-1] and caption[-1] == engine.ask(str(sample_video), CAPTION_QUESTION, settings=four)
     camera = list(chat.api_ask_type(str(sample_video), "Camera Direction", 8, None, None, 4, 0.0, 1.0))
-    example = question_type("Camera Direction").example
+    example = question_type("Camera Direction").preset
     assert camera[-1] and camera[-1] == engine.ask(str(sample_video), example, settings=four)
     with pytest.raises(gr.Error, match="unknown question type"):
         list(chat.api_ask_type(str(sample_video), "Astrology", 8, None, None, 4, 0.0, 1.0))

@@ -33,6 +33,7 @@ from .conversation import (
     TASKS,
     ChatState,
     chat_messages,
+    definition_for_task,
     floor2,
     frame_gallery,
     question_for_task,
@@ -413,6 +414,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
                 end = gr.Number(None, label="End (s)", minimum=0, elem_id="end", info="empty = to the end",
                                 placeholder="to the end")
             task = gr.Dropdown(list(TASKS), value=TASK_CAPTION, label="Task", elem_id="task")
+            definition = gr.Markdown(definition_for_task(TASK_CAPTION), elem_id="task-definition")
             with gr.Accordion("Settings", open=False):
                 frames = gr.Slider(min(FRAMES_MIN, config.frames), config.max_frames,
                                    value=config.frames, step=1, label="Frames", elem_id="frame-count",
@@ -456,6 +458,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     # load (in the browser, no request) shows it empty, as its hint says.
     gr.on(None, None, None, end, js="() => null")
     task.change(chat.on_task, task, question, queue=False, **private)
+    task.change(definition_for_task, task, definition, queue=False, **private)
     shown = dict(fn=chat.show_history, inputs=state, outputs=[provenance, history], queue=False, **private)
     idle = dict(fn=chat.buttons, inputs=[state, question], outputs=[ask_btn, stop_btn], queue=False, **private)
     video.change(chat.on_video, [video, state], [start, end, info, state, chatbot, gallery],

@@ -19,12 +19,22 @@ TASKS: tuple[str, ...] = (TASK_CAPTION, *(t.name for t in QUESTION_TYPES), TASK_
 
 
 def question_for_task(task: str | None) -> str:
-    """The question a task starts with: the caption prompt, a type's example question, or nothing."""
+    """The question a task starts with: the caption prompt, a type's preset question (fits any video), or nothing."""
     if not task or task == TASK_OWN:
         return ""
     if task == TASK_CAPTION:
         return CAPTION_QUESTION
-    return question_type(task).example
+    return question_type(task).preset
+
+
+def definition_for_task(task: str | None) -> str:
+    """What a task asks about, shown under the task picker (a question type's definition)."""
+    if task == TASK_CAPTION:
+        return "A detailed description of the whole video (the model card's prompt)."
+    if not task or task == TASK_OWN:
+        return "Type any question about the video."
+    qtype = question_type(task)
+    return f"**{qtype.name}:** {qtype.definition}"
 
 
 def floor2(seconds: float) -> float:
