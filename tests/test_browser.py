@@ -326,3 +326,15 @@ def test_enter_sends_shift_enter_adds_a_line_and_an_empty_question_is_one_toast(
     assert page.evaluate(f"{refusals}[0].innerText").count("Type a question") == 1, "one message, not a repeat count"
     assert page.evaluate(ERROR_MARKS) == 0
     assert page.locator("#chat .bot").count() == 1 and page.locator("#frames img").count() == 8
+
+
+def test_one_trim_control_gradios_video_editor_is_hidden(workbench_url, page):
+    page.goto(workbench_url)
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    page.wait_for_selector("#video video", state="attached")
+    editor = page.locator('#video button[aria-label="Trim video to selection"], '
+                          '#video button[title="Trim video to selection"]')
+    assert editor.count() >= 1, "Gradio still draws its editor's button (so this test checks something)"
+    assert not any(editor.nth(i).is_visible() for i in range(editor.count()))
+    assert page.locator("#start input").is_visible() and page.locator("#end input").is_visible()
