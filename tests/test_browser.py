@@ -90,6 +90,8 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
     page.get_by_role("option", name="Camera Direction", exact=True).click()
     example = question_type("Camera Direction").preset
     page.wait_for_function(f"document.querySelector('#question textarea').value === {example!r}")
+    definition = question_type("Camera Direction").definition
+    page.wait_for_function(f"document.querySelector('#task-definition').innerText.includes({definition!r})")
 
     # ask: tokens arrive, the answer grows
     page.click("#ask")
