@@ -223,6 +223,9 @@ class VideoChat:
         ready = bool(state and state.video) and bool((question or "").strip()) and not running
         return gr.update(interactive=ready), gr.update(interactive=running)
 
+    def ask_ready(self, state: ChatState | None, question: str | None) -> dict:
+        return self.buttons(state, question)[0]
+
     def running_buttons(self) -> tuple:
         return self.buttons(None, None, running=True)
 
@@ -463,7 +466,8 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     idle = dict(fn=chat.buttons, inputs=[state, question], outputs=[ask_btn, stop_btn], queue=False, **private)
     video.change(chat.on_video, [video, state], [start, end, info, state, chatbot, gallery],
                  **private).then(**shown).then(**idle)
-    question.change(**idle)  # typed, a task's question, an example, emptied after asking
+    # typed, a task's question, an example, emptied by Ask: Ask only (Stop stays as the running answer has it)
+    question.change(chat.ask_ready, [state, question], ask_btn, queue=False, **private)
     gr.on(None, **idle)  # on load
     # Enter in the question box sends even while Ask is greyed out: the handler refuses with a toast.
     asking = gr.on([ask_btn.click, question.submit], chat.running_buttons, None, [ask_btn, stop_btn], queue=False,
