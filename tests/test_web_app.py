@@ -15,7 +15,7 @@ def test_build_ui_wires_the_api_and_one_generation_at_a_time(tiny_engine):
         assert fns[name].api_visibility == "public"
         assert fns[name].concurrency_id == MODEL_EVENTS and fns[name].concurrency_limit == 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
-    assert len(model_events) == 5  # the four endpoints and the UI's Ask
+    assert len(model_events) == 7  # the four endpoints and the UI's Ask, regenerate and edit
     api = demo.get_api_info()["named_endpoints"]
     assert [p["parameter_name"] for p in api["/ask"]["parameters"]][:2] == ["video", "question"]
     assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
