@@ -41,7 +41,15 @@ pytestmark = [
 def app_url(tiny_model):
     config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=FRAMES,
                        max_new_tokens=MAX_NEW_TOKENS, port=free_port())
-    chat = VideoChat(Engine(tiny_model, config))
+    engine = Engine(tiny_model, config)
+    step = engine._decode_step
+
+    def paced_step(*args, **kwargs):  # the tiny model is fast enough to finish before a click lands
+        time.sleep(0.01)
+        return step(*args, **kwargs)
+
+    engine._decode_step = paced_step
+    chat = VideoChat(engine)
     demo = build_ui(chat)
     launch(demo, config, prevent_thread_lock=True, quiet=True)
     try:

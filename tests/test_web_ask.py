@@ -331,7 +331,8 @@ def test_the_page_gets_refusals_as_one_warning_and_keeps_what_it_shows(chat, sam
     with pytest.warns(UserWarning, match="Type a question") as warned:
         outputs = list(chat.ask_in_page(str(sample_video), "  ", 0, None, 8, 6, 0.0, 1.0, state))
     assert len(warned) == 1
-    (chat_out, state_out, gallery, status, question), = outputs
+    (chat_out, state_out, gallery, status, question, stop), = outputs
+    assert stop["interactive"] is False
     assert all(x == gr.skip() for x in (chat_out, state_out, gallery, question)), "nothing on the page is replaced"
     assert "fp32" in status
 

@@ -172,13 +172,15 @@ class VideoChat:
                     max_new_tokens: float, temperature: float, top_p: float, state: ChatState | None,
                     request: gr.Request | None = None, seed: float | None = None) -> Iterator[tuple]:
         """`ask` for the page: a refusal is one warning toast, and every output keeps what it shows
-        (a raised gr.Error would paint Gradio's red error marks over the chat, gallery and status)."""
+        (a raised gr.Error would paint Gradio's red error marks over the chat, gallery and status).
+        Yields ask's outputs and the Stop button, live with every chunk while the answer runs."""
         try:
-            yield from self.ask(video, question, start, end, frames, max_new_tokens, temperature, top_p, state,
-                                request, seed)
+            for outputs in self.ask(video, question, start, end, frames, max_new_tokens, temperature, top_p, state,
+                                    request, seed):
+                yield (*outputs, gr.update(interactive=True))
         except gr.Error as err:
             gr.Warning(str(err.message))
-            yield gr.skip(), gr.skip(), gr.skip(), self.status(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip(), self.status(), gr.skip(), gr.update(interactive=False)
 
     # the chat's own buttons: regenerate (retry), undo, edit a question
     def regenerate(self, video: str | None, start: float | None, end: float | None, frames: float,
@@ -473,14 +475,15 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     asking = gr.on([ask_btn.click, question.submit], chat.running_buttons, None, [ask_btn, stop_btn], queue=False,
                    **private).then(chat.ask_in_page,
                                    [video, question, start, end, frames, max_new_tokens, temperature, top_p, state,
-                                    seed], [chatbot, state, gallery, status, question], show_progress="minimal",
+                                    seed], [chatbot, state, gallery, status, question, stop_btn],
+                                   show_progress="minimal",
                                    **model_event, **private)
     asking.then(**shown).then(**idle)
     settings = [video, start, end, frames, max_new_tokens, temperature, top_p, state, seed]
     answering = [asking]
     for event, handler in ((chatbot.retry, chat.regenerate), (chatbot.edit, chat.edit)):
         run = event(chat.running_buttons, None, [ask_btn, stop_btn], queue=False, **private).then(
-            handler, settings, [chatbot, state, gallery, status, question], show_progress="minimal",
+            handler, settings, [chatbot, state, gallery, status, question, stop_btn], show_progress="minimal",
             **model_event, **private)
         run.then(**shown).then(**idle)
         answering.append(run)
