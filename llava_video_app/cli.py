@@ -48,6 +48,8 @@ MaxTokensOpt = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help=f"
                             f"{AppConfig.max_new_tokens_limit}).")
 TemperatureOpt = typer.Option(None, "--temperature", help="0 = greedy (default), at most 2.")
 TopPOpt = typer.Option(None, "--top-p", help="Nucleus sampling threshold, in (0, 1].")
+SeedOpt = typer.Option(None, "--seed", metavar="INTEGER", help="The sampler's seed (with --temperature > 0): the same "
+                       "seed and settings give the same answer (default: a random one, printed after the answer).")
 PoolOpt = typer.Option(None, "--pool-mode", help="Override the checkpoint's mm_spatial_pool_mode (average, max, bilinear).")
 CompileOpt = typer.Option(None, "--compile/--no-compile", help="Decode through torch.compile over a static KV cache "
                           "(default on a CUDA GPU: several times the tokens/s after a one-off compile, cached on disk).")
@@ -97,7 +99,7 @@ def _resolve_question(question: Optional[str], question_type: Optional[str], con
     if question is not None and question_type:
         fail("give either a question or --type, not both")
     if question_type:
-        return lookup(question_type).example
+        return lookup(question_type).preset
     if question is None:
         fail('give a question, e.g. llava-video ask video.mp4 "What happens?", or --type "Camera Direction"')
     return check_question(question, config.max_question_chars)  # the API's check and words
@@ -105,19 +107,20 @@ def _resolve_question(question: Optional[str], question_type: Optional[str], con
 
 def _checked_request(config: AppConfig, *, frames: Optional[float], start: Optional[float], end: Optional[float],
                      max_new_tokens: Optional[float] = None, temperature: Optional[float] = None,
-                     top_p: Optional[float] = None) -> tuple[AppConfig, "RequestSettings"]:
+                     top_p: Optional[float] = None, seed: Optional[float] = None) -> tuple[AppConfig, "RequestSettings"]:
     """The request's settings checked as the API checks them (one line and exit 1 if not), and the
     config they make (the engine warms up for that many frames and tokens)."""
     from .request import check_request
 
     try:
         request = check_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
-                                temperature=temperature, top_p=top_p)
+                                temperature=temperature, top_p=top_p, seed=seed)
     except ValueError as err:
         fail(str(err))
     generation = request.generation
     return config.with_overrides(frames=request.frames, max_new_tokens=generation.max_new_tokens,
-                                 temperature=generation.temperature, top_p=generation.top_p), request
+                                 temperature=generation.temperature, top_p=generation.top_p,
+                                 seed=generation.seed), request
 
 
 def _run(config: AppConfig, video: Path, question: str, request: "RequestSettings") -> None:
@@ -148,45 +151,86 @@ def _run(config: AppConfig, video: Path, question: str, request: "RequestSetting
     if stats is not None:
         vram = f", peak VRAM {stats.peak_vram_gib:.2f} GiB" if stats.peak_vram_gib is not None else ""
         typer.echo(f"[{stats.visual_tokens} visual tokens, first token {stats.time_to_first_token_s:.2f}s, "
-                   f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f} tok/s{vram}]", err=True)
+                   f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f} tok/s{vram}, seed {stats.seed}]", err=True)
+
+
+JsonlOpt = typer.Option(None, "--jsonl", help="Answer for every video of VIDEO (a file, folder, glob, manifest or "
+                        "URL, as synth takes) and append one JSON record per video, with its provenance, to this "
+                        "file; a rerun skips the videos already in it.")
+
+
+def _run_batch(config: AppConfig, spec: str, question: str, request: "RequestSettings", out: Path) -> None:
+    from .batch_ask import ask_many
+    from .engine import Engine
+    from .synth.sources import list_videos
+
+    stop = threading.Event()
+    try:
+        videos = list_videos(spec)  # a bad path fails here, before minutes of model loading
+        if not len(videos):
+            fail(f"no videos in {spec}")
+        _progress(f"{len(videos)} video(s) -> {out}")
+        engine = Engine.from_config(config, progress=_progress)
+        summary = ask_many(engine, spec, question, request, out, progress=_progress, stop=stop)
+    except user_errors() as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        stop.set()
+        typer.echo("\n[stopped: run the same command again to resume]", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    _progress(f"answered {summary.answered}, already in {out.name} {summary.skipped}, failed {len(summary.failed)}")
+    if summary.failed:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _ask_or_batch(config: AppConfig, video: Path, question: str, request: "RequestSettings",
+                  jsonl: Optional[Path]) -> None:
+    if jsonl is not None:
+        _run_batch(config, str(video), question, request, jsonl)
+    elif video.is_dir() or (not video.exists() and any(c in str(video) for c in "*?[")):
+        fail(f"{video} names several videos: add --jsonl OUT.jsonl to answer each into a file")
+    else:
+        _run(config, video, question, request)
 
 
 @app.command()
 def ask(
-    video: Path = typer.Argument(..., help="Video file."),
+    video: Path = typer.Argument(..., help="Video file (with --jsonl: a folder, glob, manifest or URL too)."),
     question: Optional[str] = typer.Argument(None, help="Your question."),
-    question_type: Optional[str] = typer.Option(None, "--type", help="Ask a LLaVA-Video question type's example question."),
+    question_type: Optional[str] = typer.Option(None, "--type", help="Ask a LLaVA-Video question type's preset question (phrased to fit any video)."),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
     frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
     max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
+    seed: Optional[float] = SeedOpt, jsonl: Optional[Path] = JsonlOpt,
 ) -> None:
-    """Ask a question about a video; the answer streams to stdout."""
+    """Ask a question about a video (the answer streams to stdout), or about many (--jsonl)."""
     config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
     try:
         text = _resolve_question(question, question_type, config)
     except ValueError as err:
         fail(str(err))
     config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
-                                       temperature=temperature, top_p=top_p)
-    _run(config, video, text, request)
+                                       temperature=temperature, top_p=top_p, seed=seed)
+    _ask_or_batch(config, video, text, request, jsonl)
 
 
 @app.command()
 def caption(
-    video: Path = typer.Argument(..., help="Video file."),
+    video: Path = typer.Argument(..., help="Video file (with --jsonl: a folder, glob, manifest or URL too)."),
     model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
     frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
     max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
+    seed: Optional[float] = SeedOpt, jsonl: Optional[Path] = JsonlOpt,
 ) -> None:
-    """Detailed caption of a video (the model card's prompt)."""
+    """Detailed caption of a video (the model card's prompt), or of many (--jsonl)."""
     from .prompts import CAPTION_QUESTION
 
     config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
     config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
-                                       temperature=temperature, top_p=top_p)
-    _run(config, video, CAPTION_QUESTION, request)
+                                       temperature=temperature, top_p=top_p, seed=seed)
+    _ask_or_batch(config, video, CAPTION_QUESTION, request, jsonl)
 
 
 @app.command()

@@ -73,6 +73,14 @@ def check_top_p(value: Any) -> float:
     return number_in("top_p", value, 0.0, 1.0, above_low=True)
 
 
+SEED_MAX = 2**53 - 1  # exact as a float: a browser's number box and JSON carry it unchanged
+
+
+def check_seed(value: Any) -> int | None:
+    """None (a random seed per answer) or a whole number from 0 to 2**53 - 1."""
+    return None if value is None else whole_number("seed", value, 0, SEED_MAX)
+
+
 def check_quant(value: str | None, setting: str = "quant") -> Quantization | None:
     """`value` if it is one of QUANTIZATIONS (or None: "not chosen"), else a ValueError that names the
     `setting` it came from (an environment variable, a flag)."""
@@ -110,6 +118,9 @@ class AppConfig:
     max_new_tokens: int = 4096
     temperature: float = 0.0
     top_p: float = 1.0
+    # The sampler's seed (matters when temperature > 0): the same seed and settings give the same answer.
+    # None = a fresh random seed per answer, recorded in its provenance so that it can be asked again.
+    seed: int | None = None
 
     # What one request may ask for, in every interface (the API, the CLI, the UI's sliders): checked
     # before any work starts (request.py), so a request's work is bounded by these.
@@ -152,6 +163,7 @@ class AppConfig:
         self.max_new_tokens = whole_number("max_new_tokens", self.max_new_tokens, 1, self.max_new_tokens_limit,
                                            " (the app's max_new_tokens_limit)")
         self.temperature, self.top_p = check_temperature(self.temperature), check_top_p(self.top_p)
+        self.seed = check_seed(self.seed)
         for name in ("cache_videos", "cache_mb", "max_decoded_mb", "max_question_chars", "max_upload_mb",
                      "max_sessions", "upload_ttl_s"):
             setattr(self, name, whole_number(name, getattr(self, name), 0 if name.startswith("cache") else 1))
@@ -262,13 +274,15 @@ class GenerationSettings:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
+    seed: int | None = None  # None: a random one per answer (GenerationStats.seed says which)
 
     def __post_init__(self) -> None:
         # The same checks and words as a request's (request.check_request); the app's upper bound on
         # max_new_tokens is the request's to apply (synthesis and benchmarks set their own).
         self.max_new_tokens = whole_number("max_new_tokens", self.max_new_tokens, 1)
         self.temperature, self.top_p = check_temperature(self.temperature), check_top_p(self.top_p)
+        self.seed = check_seed(self.seed)
 
     @classmethod
     def from_config(cls, config: AppConfig) -> "GenerationSettings":
-        return cls(config.max_new_tokens, config.temperature, config.top_p)
+        return cls(config.max_new_tokens, config.temperature, config.top_p, seed=config.seed)

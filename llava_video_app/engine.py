@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import secrets
 import threading
 import time
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ def visiting(visitor: str) -> Iterator[None]:
         _visitor.reset(token)
 from .model import LlavaVideoModel
 from .prompts import Turn, build_prompt
+from .provenance import prompt_hash
 from .request import RequestError, check_clip, check_question, prompt_within_budget
 from .transformers_support import check_transformers, with_cache
 from .video import ClipPlan, VideoClip
@@ -66,6 +68,8 @@ class GenerationStats:
     prefill_s: float = 0.0  # the language model over the new part of the input, up to the first token
     total_s: float = 0.0
     peak_vram_gib: float | None = None
+    seed: int | None = None  # the sampler's seed (the settings' own, or the random one drawn)
+    prompt_sha256: str = ""  # of the full prompt text (provenance.prompt_hash)
 
     @property
     def tokens_per_s(self) -> float:
@@ -202,7 +206,8 @@ class Engine:
         ids = self.model.tokenize(prompt)
         stats = GenerationStats(visual_tokens=visual.shape[0], video_cached=features_cached or clip_was_cached,
                                 video_s=0.0 if clip_was_cached else decoded - started,
-                                vision_s=0.0 if features_cached else encoded - decoded)  # a lookup is not work
+                                vision_s=0.0 if features_cached else encoded - decoded,  # a lookup is not work
+                                prompt_sha256=prompt_hash(prompt))
         yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
@@ -247,8 +252,7 @@ class Engine:
         for ids in rows:
             self._check_length(ids, None, settings.max_new_tokens)
         shared = min(_common_prefix(rows), min(len(ids) for ids in rows) - 1)
-        generator = torch.Generator(device="cpu")
-        generator.seed()
+        generator = seeded_generator(settings.seed)
         device = model.device
         lengths = torch.tensor([len(ids) - shared for ids in rows], device=device)
         pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.eos_token_ids[0]
@@ -397,8 +401,8 @@ class Engine:
         cuda = model.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(model.device)
-        generator = torch.Generator(device="cpu")
-        generator.seed()
+        generator = seeded_generator(settings.seed)
+        stats.seed = generator.initial_seed()
         detok = IncrementalDecoder(model.tokenizer)
         fed, cache = list(ids), None
         try:
@@ -485,6 +489,14 @@ class Engine:
             self._decoder = None
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def seeded_generator(seed: int | None) -> torch.Generator:
+    """The sampler's random source, seeded with `seed` or, if None, a fresh random one (initial_seed()
+    tells which): below 2**32, short enough to read off and type into the seed box."""
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(secrets.randbelow(2**32) if seed is None else seed)
+    return generator
 
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:

@@ -44,10 +44,12 @@ class RequestSettings:
 
 
 def check_request(config: AppConfig, *, frames: Any = None, start: Any = None, end: Any = None,
-                  max_new_tokens: Any = None, temperature: Any = None, top_p: Any = None) -> RequestSettings:
+                  max_new_tokens: Any = None, temperature: Any = None, top_p: Any = None,
+                  seed: Any = None) -> RequestSettings:
     """The settings of one request (None: the app's own), checked: frames a whole number from 1 to
     max_frames, start >= 0, end > 0 and after start, max_new_tokens a whole number from 1 to
-    max_new_tokens_limit, temperature from 0 to 2, top_p in (0, 1]. RequestError (a ValueError) with
+    max_new_tokens_limit, temperature from 0 to 2, top_p in (0, 1], seed a whole number from 0 to 2**53 - 1
+    (None: the app's, else random per answer). RequestError (a ValueError) with
     the setting's name, its range and the value given. Whether the trim lies inside the video is
     the video's to say (plan_clip), once it is opened."""
     try:
@@ -56,7 +58,8 @@ def check_request(config: AppConfig, *, frames: Any = None, start: Any = None, e
         tokens = whole_number("max_new_tokens", config.max_new_tokens if max_new_tokens is None else max_new_tokens,
                               1, config.max_new_tokens_limit, " (the app's max_new_tokens_limit)")
         generation = GenerationSettings(tokens, config.temperature if temperature is None else temperature,
-                                        config.top_p if top_p is None else top_p)
+                                        config.top_p if top_p is None else top_p,
+                                        seed=config.seed if seed is None else seed)
         start, end = _check_trim(start, end)
     except RequestError:
         raise

@@ -2,6 +2,8 @@
 checkpoint, driven over HTTP by gradio_client (upload, streamed answers, question types, bad input,
 the upload limit, one generation at a time)."""
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -38,10 +40,11 @@ def client(app_url):
 
 def test_named_endpoints_take_the_video_first(client):
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/caption", "/ask", "/ask_type"} <= set(api)
+    assert {"/caption", "/ask", "/ask_type", "/ask_record"} <= set(api)
     ask = [p["parameter_name"] for p in api["/ask"]["parameters"]]
     assert ask[:2] == ["video", "question"]
-    assert ask[2:] == ["frames", "start", "end", "max_new_tokens", "temperature", "top_p"]
+    assert ask[2:] == ["frames", "start", "end", "max_new_tokens", "temperature", "top_p", "seed"]
+    assert [p["parameter_name"] for p in api["/ask_record"]["parameters"]] == ask
     assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
     assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
 
@@ -101,3 +104,21 @@ def test_one_generation_at_a_time_and_the_others_see_their_place(client, sample_
     assert waited_with_rank, "requests wait in the queue, with their place, while one generates"
     answers = [job.result(timeout=60) for job in jobs]
     assert all(isinstance(a, str) and a for a in answers), "every queued request gets its answer"
+
+
+def test_ask_record_returns_the_answer_with_its_provenance_and_a_seed_repeats_it(client, sample_video):
+    video = handle_file(str(sample_video))
+    record = json.loads(client.predict(video, "What happens?", temperature=1.5, seed=21, end=4,
+                                       api_name="/ask_record"))
+    assert record["schema"] == "llava-video/conversations/1"
+    (conversation,) = record["conversations"]
+    (turn,) = conversation["turns"]
+    provenance = turn["provenance"]
+    assert provenance["seed"] == 21 and provenance["trim"] == {"start": None, "end": 4.0}
+    assert provenance["video"]["sha256"] == hashlib.sha256(sample_video.read_bytes()).hexdigest()
+    assert provenance["settings"]["temperature"] == 1.5 and provenance["settings"]["frames"] == 8
+    assert provenance["visual_tokens"] > 0 and provenance["timings"]["time_to_first_token"] > 0
+    streamed = client.predict(video, "What happens?", temperature=1.5, seed=21, end=4, api_name="/ask")
+    assert streamed == turn["answer"] and streamed, "the same seed and settings give the same answer"
+    with pytest.raises(AppError, match="seed must be a whole number"):
+        client.predict(video, "What happens?", seed=-1, api_name="/ask")

@@ -135,3 +135,20 @@ def test_a_question_that_is_not_valid_utf8_on_the_command_line_is_one_line(tiny_
     assert result.stderr.strip().splitlines()[-1] == ("error: the question is not valid text: character 6 is not a "
                                                       "Unicode character (invalid UTF-8 or a lone surrogate); "
                                                       "retype it")
+
+
+def test_seed_makes_a_sampled_answer_repeatable_and_the_seed_used_is_printed(tiny_checkpoint, sample_video):
+    flags = [*tiny_flags(tiny_checkpoint), "--max-new-tokens", "8", "--temperature", "1.5"]
+    first = invoke("ask", sample_video, "What happens?", *flags, "--seed", "5")
+    again = invoke("ask", sample_video, "What happens?", *flags, "--seed", "5")
+    assert first.returncode == again.returncode == 0, first.stderr
+    assert first.stdout == again.stdout and first.stdout.strip()
+    assert "seed 5]" in first.stderr
+    drawn = invoke("caption", sample_video, *flags)
+    seed = drawn.stderr.rsplit("seed ", 1)[1].split("]")[0]
+    assert invoke("caption", sample_video, *flags, "--seed", seed).stdout == drawn.stdout, "the printed seed repeats it"
+
+
+def test_a_bad_seed_is_one_line(sample_video):
+    result = invoke("ask", sample_video, "What?", "--seed", "-3")
+    assert result.returncode == 1 and result.stderr.startswith("error: seed must be a whole number from 0")

@@ -391,7 +391,7 @@ def test_an_api_call_cannot_name_a_server_file_instead_of_uploading_one(app, nor
     preprocessing (before our handler), with its own message (and its own traceback on the console)."""
     api = app.url + "gradio_api/"
     forged = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
-    event = httpx.post(f"{api}call/ask", json={"data": [forged, "What?", None, None, None, None, None, None]}).json()
+    event = httpx.post(f"{api}call/ask", json={"data": [forged, "What?", None, None, None, None, None, None, None]}).json()
     with httpx.stream("GET", f"{api}call/ask/{event['event_id']}", timeout=60) as stream:
         reply = stream.read().decode()
     assert "event: error" in reply and "not uploaded by a user" in reply

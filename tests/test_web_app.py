@@ -11,17 +11,17 @@ from llava_video_app.web.serving import MODEL_EVENTS
 def test_build_ui_wires_the_api_and_one_generation_at_a_time(tiny_engine):
     demo = build_ui(tiny_engine)
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    for name in ("caption", "ask", "ask_type"):
+    for name in ("caption", "ask", "ask_type", "ask_record"):
         assert fns[name].api_visibility == "public"
         assert fns[name].concurrency_id == MODEL_EVENTS and fns[name].concurrency_limit == 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
-    assert len(model_events) == 4  # the three endpoints and the UI's Ask
+    assert len(model_events) == 7  # the four endpoints and the UI's Ask, regenerate and edit
     api = demo.get_api_info()["named_endpoints"]
     assert [p["parameter_name"] for p in api["/ask"]["parameters"]][:2] == ["video", "question"]
     assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
     assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
     assert not any(p["parameter_has_default"] for p in api["/ask_type"]["parameters"][:2])
-    assert set(api) == {"/caption", "/ask", "/ask_type"}, "UI events stay out of the public API"
+    assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record"}, "UI events stay out of the public API"
 
 
 def _app_config(monkeypatch, argv, command=("app",)):

@@ -2,7 +2,9 @@
 follow-ups from the caches, bad input, Clear, the API endpoints. The model is random: only behaviour
 is checked, never the words."""
 
+import json
 import threading
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -11,7 +13,7 @@ from llava_video_app import video as video_stage
 from llava_video_app.config import GenerationSettings
 from llava_video_app.prompts import CAPTION_QUESTION, Turn, question_type
 from llava_video_app.web.ask_tab import VideoChat
-from llava_video_app.web.conversation import ChatState
+from llava_video_app.web.conversation import ChatState, chat_messages
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ def test_new_video_fills_the_trim_range_and_starts_over(chat, sample_video):
     assert state.video == str(sample_video) and state.turns == [] and messages == [] and gallery == []
     assert chat.on_video(None)[3] == ChatState()
     state.turns.append(Turn("q", "a"))
-    assert chat.new_conversation(state) == ChatState(video=state.video, duration=state.duration)
+    fresh = chat.new_conversation(state)
+    assert (fresh.video, fresh.duration, fresh.turns) == (state.video, state.duration, [])
+    assert [c.turns for c in fresh.past] == [[Turn("q", "a")]], "the chat's clear keeps the old conversation"
 
 
 def test_answer_streams_growing_text_and_shows_the_frames_and_stats(chat, sample_video, monkeypatch):
@@ -216,7 +220,7 @@ def test_api_handlers_stream_the_growing_answer(chat, sample_video):
     caption = list(chat.api_caption(str(sample_video), 8, None, None, 4, 0.0, 1.0))
     assert caption[-1] and caption[-1] == engine.ask(str(sample_video), CAPTION_QUESTION, settings=four)
     camera = list(chat.api_ask_type(str(sample_video), "Camera Direction", 8, None, None, 4, 0.0, 1.0))
-    example = question_type("Camera Direction").example
+    example = question_type("Camera Direction").preset
     assert camera[-1] and camera[-1] == engine.ask(str(sample_video), example, settings=four)
     with pytest.raises(gr.Error, match="unknown question type"):
         list(chat.api_ask_type(str(sample_video), "Astrology", 8, None, None, 4, 0.0, 1.0))
@@ -313,3 +317,121 @@ def test_two_visitors_share_no_cache_hit_and_clear_touches_only_the_visitors_own
     assert len(decoded) == 2 and "video from cache" in alice_follow_up, "bob's Clear left alice's cache"
     _, bob_again = ask(bob)
     assert len(decoded) == 3 and "video from cache" not in bob_again
+
+
+def test_a_frames_change_or_a_new_video_starts_a_new_conversation_and_keeps_the_old(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, frames=8)
+    _, state = _ask(chat, str(sample_video), "Follow-up?", state=state, frames=8)
+    _, state = _ask(chat, str(sample_video), "With more frames?", state=state, frames=10)
+    assert [t.question for t in state.turns] == ["With more frames?"]
+    assert [[t.question for t in c.turns] for c in state.history()] == [["First?", "Follow-up?"], ["With more frames?"]]
+    state = chat.on_video(str(sample_video), state)[3]  # the same video again: a new, empty conversation
+    state = chat.clear(None, state)[4]
+    assert state.turns == [] and [c.frames for c in state.history()] == [8, 10], "nothing is erased"
+    provenance, history = chat.show_history(state)
+    assert history.count("square.mp4") == 2 and "8 frames" in history and "10 frames" in history
+
+
+def test_other_sampling_settings_start_a_new_conversation(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    state = list(chat.ask(str(sample_video), "Q?", 0, None, 8, 6, 0.0, 1.0, state))[-1][1]
+    state = list(chat.ask(str(sample_video), "Q?", 0, None, 8, 6, 1.0, 1.0, state, None, 3))[-1][1]
+    assert len(state.history()) == 2 and state.sampling == (1.0, 1.0, 3)
+
+
+def test_the_same_seed_in_the_tab_gives_the_same_sampled_answer(chat, sample_video):
+    def answer(seed, state=None):
+        outputs = list(chat.ask(str(sample_video), "What happens?", 0, None, 8, 12, 1.5, 1.0, state, None, seed))
+        return outputs[-1][1]
+
+    first, again = answer(9), answer(9)
+    assert first.turns == again.turns and first.turns[0].answer
+    assert first.records[0]["seed"] == 9
+    drawn = answer(None)
+    assert answer(drawn.records[0]["seed"]).turns == drawn.turns, "the recorded seed repeats the answer"
+    with pytest.raises(gr.Error, match="seed must be a whole number"):
+        answer(1.5)
+
+
+def test_every_answer_carries_its_provenance_into_the_page_and_the_downloads(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, start=1, end=4)
+    _, state = _ask(chat, str(sample_video), "Second?", state=state, start=1, end=4)
+    _, state = _ask(chat, str(sample_video), "Other frames?", state=state, frames=10)
+    assert len(state.records) == len(state.turns) == 1 and len(state.past[0].records) == 2
+    first = state.past[0].records[0]
+    assert first["video"]["name"] == "square.mp4" and len(first["video"]["sha256"]) == 64
+    assert first["trim"] == {"start": 1.0, "end": 4.0} and first["settings"]["frames"] == 8
+    assert first["visual_tokens"] > 0 and first["new_tokens"] > 0 and isinstance(first["seed"], int)
+    line, _ = chat.show_history(state)
+    assert "square.mp4" in line and "10 frames" in line and "tok/s" in line
+
+    conversation = json.loads(Path(chat.export_json(state, "conversation")).read_text())
+    history = json.loads(Path(chat.export_json(state, "history")).read_text())
+    assert conversation["schema"] == history["schema"] == "llava-video/conversations/1"
+    assert [t["question"] for t in conversation["conversations"][0]["turns"]] == ["Other frames?"]
+    turns = [[t["question"] for t in c["turns"]] for c in history["conversations"]]
+    assert turns == [["First?", "Second?"], ["Other frames?"]]
+    assert history["conversations"][0]["turns"][1]["answer"] == state.past[0].turns[1].answer
+    assert history["conversations"][0]["turns"][1]["provenance"] == state.past[0].records[1]
+    markdown = Path(chat.export_markdown(state, "history")).read_text()
+    assert "**Question:** Second?" in markdown and "8 frames of 1 s to 4 s" in markdown and "10 frames" in markdown
+    assert chat.export_json(ChatState(), "history") is None, "nothing to download: a message, no file"
+
+
+def test_the_page_gets_refusals_as_one_warning_and_keeps_what_it_shows(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    with pytest.warns(UserWarning, match="Type a question") as warned:
+        outputs = list(chat.ask_in_page(str(sample_video), "  ", 0, None, 8, 6, 0.0, 1.0, state))
+    assert len(warned) == 1
+    (chat_out, state_out, gallery, status, question, stop), = outputs
+    assert stop["interactive"] is False
+    assert all(x == gr.skip() for x in (chat_out, state_out, gallery, question)), "nothing on the page is replaced"
+    assert "fp32" in status
+
+
+def test_ask_is_live_only_with_a_usable_video_and_a_question_and_stop_only_while_running(chat, sample_video):
+    def live(state, question, running=False):
+        ask, stop = chat.buttons(state, question, running)
+        return ask["interactive"], stop["interactive"]
+
+    usable = chat.on_video(str(sample_video))[3]
+    assert live(usable, "What?") == (True, False)
+    assert live(usable, "   ") == (False, False)
+    assert live(ChatState(), "What?") == (False, False)
+    assert live(usable, "What?", running=True) == (False, True)
+
+
+def _settings(video, state, temperature=0.0, seed=None):
+    return (str(video), 0, None, 8, 6, temperature, 1.0, state)
+
+
+def test_regenerate_asks_again_from_that_turn_and_keeps_the_old_version(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, tokens=6)
+    _, state = _ask(chat, str(sample_video), "Second?", state=state, tokens=6)
+    sampled = list(chat.ask(str(sample_video), "Third?", 0, None, 8, 6, 1.5, 1.0, state, None, 4))[-1][1]
+    assert len(sampled.history()) == 2, "other sampling: a new conversation"
+    last_message = len(chat_messages(sampled.turns)) - 1
+    again = list(chat.regenerate(*_settings(sample_video, sampled, 1.5), gr.RetryData(None, {
+        "index": last_message, "value": "Third?"}), None, 4))[-1][1]
+    assert again.turns == sampled.turns, "the same seed and settings: the same answer"
+    assert len(again.history()) == 3 and again.history()[1].turns == sampled.turns, "the old version is kept"
+    assert again.records[0]["seed"] == 4
+
+
+def test_edit_asks_the_edited_question_from_where_it_stood_and_undo_returns_it_to_the_box(chat, sample_video):
+    state = chat.on_video(str(sample_video))[3]
+    _, state = _ask(chat, str(sample_video), "First?", state=state, tokens=6)
+    _, state = _ask(chat, str(sample_video), "Second?", state=state, tokens=6)
+    edited = list(chat.edit(*_settings(sample_video, state), gr.EditData(None, {
+        "index": 0, "value": "First, edited?", "previous_value": "First?"}), None, None))[-1][1]
+    assert [t.question for t in edited.turns] == ["First, edited?"]
+    assert [[t.question for t in c.turns] for c in edited.history()] == [["First?", "Second?"], ["First, edited?"]]
+    assert len(edited.records) == 1 and edited.records[0]["new_tokens"] > 0
+
+    messages, undone, question = chat.undo(state, gr.UndoData(None, {"index": 2, "value": "Second?"}))
+    assert question == "Second?" and [t.question for t in undone.turns] == ["First?"]
+    assert messages == chat_messages(undone.turns) and len(undone.records) == 1
+    assert undone.past == state.past, "undo removes the turn itself, not other conversations"

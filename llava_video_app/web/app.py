@@ -27,6 +27,15 @@ from .synth_tab import synth_tab
 
 log = logging.getLogger(__name__)
 
+# One trim control, Start/End: Gradio's own video editor (the scissors: trim to a selection, reset) would
+# cut a second copy of the upload that Start/End know nothing of (and it hung for 40 s offline).
+PAGE_CSS = """
+#video button[aria-label="Trim video to selection"], #video button[title="Trim video to selection"],
+#video button[aria-label="Reset video to initial value"], #video button[title="Reset video to initial value"],
+#synth-video button[aria-label="Trim video to selection"], #synth-video button[title="Trim video to selection"]
+{ display: none !important; }
+"""
+
 # An extra tab: called inside the tab bar with the model runner and the Ask tab's video component.
 ExtraTab = Callable[[ModelRunner, gr.Video], Any]
 
@@ -68,7 +77,7 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides: Any):
         raise SystemExit("error: --mcp-server needs the MCP extra: pip install 'gradio[mcp]'")
     options: dict[str, Any] = dict(server_name=config.host, server_port=config.port, share=config.share,
                                    max_file_size=f"{config.max_upload_mb}mb", mcp_server=config.mcp_server,
-                                   show_error=True, state_session_capacity=config.max_sessions)
+                                   show_error=True, state_session_capacity=config.max_sessions, css=PAGE_CSS)
     options.update(overrides)
     sweep_uploads(config.upload_ttl_s, keep=lambda: _examples(demo))
     return demo.launch(**options)

@@ -1,0 +1,93 @@
+"""One question over many videos (`llava-video ask PATH_OR_GLOB_OR_MANIFEST "question" --jsonl OUT`):
+one record per video, each with its provenance, appended to a JSON Lines file as it is answered.
+
+The videos are listed as `synth` lists them (synth/sources.py: a file, folder, glob, manifest or
+URL). Resumable like synth: a record's id is a hash of the video's path, the question and the
+settings, and the ids already in OUT are skipped, so a rerun after a crash or Ctrl-C asks only what
+is missing; a video that failed is not recorded and is asked again by the next run. Appends go
+through jsonl.JsonlStore (a torn last line is dropped, several writers are safe).
+A record: {"id", "video" (relative to the listing's root), "question", "answer", "provenance"}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .jsonl import JsonlStore
+from .provenance import Provenance, settings_for
+from .request import RequestSettings
+from .synth.sources import VideoSource, list_videos, local_copy
+
+
+def record_id(video: str, question: str, settings: Mapping[str, Any]) -> str:
+    """Same video path, question and settings: the same id (what resuming skips)."""
+    key = json.dumps({"video": video, "question": question, "settings": dict(settings)}, sort_keys=True)
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass
+class BatchSummary:
+    answered: int = 0
+    skipped: int = 0  # already in the file
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video, one-line reason)
+    stopped: bool = False
+
+
+def answer_video(engine: Any, source: VideoSource, question: str, request: RequestSettings,
+                 stop: threading.Event | None = None) -> dict[str, Any]:
+    """The record of one video's answer (raises the video stage's and request's errors as they are)."""
+    with local_copy(source) as (path, _):
+        engine.check_request(path, question, frames=request.frames, start=request.start, end=request.end,
+                             max_new_tokens=request.generation.max_new_tokens)
+        clip = engine.load_clip(path, frames=request.frames, start=request.start, end=request.end)
+        answer = engine.ask(clip, question, settings=request.generation, stop=stop)
+        settings = settings_for(engine, request.generation, request.frames)
+        provenance = Provenance.of_answer(settings, None, clip, engine.last_stats, video=path,
+                                          start=request.start, end=request.end).to_dict()
+    return {"video": source.relative, "question": question, "answer": answer, "provenance": provenance}
+
+
+def ask_many(engine: Any, spec: str, question: str, request: RequestSettings, out: str | Path, *,
+             progress: Callable[[str], None] = lambda _: None, stop: threading.Event | None = None) -> BatchSummary:
+    """Answer `question` about every video of `spec`, appending a record per video to `out`."""
+    videos = list_videos(spec)
+    if not len(videos):
+        raise FileNotFoundError(f"no videos in {spec}")
+    store = JsonlStore(out)
+    done = store.ids()
+    summary = BatchSummary()
+    # The id names the settings asked for (seed None stays None): a rerun with the same flags resumes.
+    asked = {"frames": request.frames, "start": request.start, "end": request.end,
+             "max_new_tokens": request.generation.max_new_tokens, "temperature": request.generation.temperature,
+             "top_p": request.generation.top_p, "seed": request.generation.seed,
+             "model": getattr(engine, "model_id", None), "quant": getattr(engine, "quant", None)}
+    total = len(videos)
+    for n, source in enumerate(videos.sources, 1):
+        rid = record_id(source.relative, question, asked)
+        if rid in done:
+            summary.skipped += 1
+            continue
+        if stop is not None and stop.is_set():
+            summary.stopped = True
+            break
+        try:
+            record = answer_video(engine, source, question, request, stop)
+        except (ValueError, OSError) as err:  # VideoError and RequestError are ValueErrors
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            summary.failed.append((source.relative, reason))
+            progress(f"[{n}/{total}] {source.relative}: failed: {reason}")
+            continue
+        if record["provenance"].get("stopped"):  # cut short: not a record; the next run asks again
+            summary.stopped = True
+            break
+        store.append([{"id": rid, **record}])
+        summary.answered += 1
+        p = record["provenance"]
+        progress(f"[{n}/{total}] {source.relative}: {p['new_tokens']} tokens, first token "
+                 f"{p['timings'].get('time_to_first_token', 0):.2f} s")
+    return summary
