@@ -49,7 +49,7 @@ def one_session(http, api: str, video: Path, question: str) -> str:
     data = video.read_bytes() + os.urandom(64)  # each upload its own (Gradio keeps one copy of equal files)
     uploaded = http.post(f"{api}upload", files={"files": (video.name, data, "video/mp4")}).json()[0]
     file_data = {"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": video.name}
-    event = http.post(f"{api}call/ask", json={"data": [file_data, question, 8, None, None, 1, None, None]}).json()
+    event = http.post(f"{api}call/ask", json={"data": [file_data, question, 8, None, None, 1, None, None, None]}).json()
     reply = http.get(f"{api}call/ask/{event['event_id']}", timeout=120).text
     return re.findall(r"^event: (\w+)", reply, re.M)[-1]
 

@@ -107,8 +107,9 @@ def clear_as_the_page_does(url: str, session_hash: str) -> None:
     with httpx.Client(base_url=url + "gradio_api", timeout=60) as http:
         config = http.get(url + "config").json()
         button = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "clear")
-        fn_index = next(d["id"] for d in config["dependencies"] if [button, "click"] in d["targets"])
-        http.post("/queue/join", json={"data": [], "fn_index": fn_index, "session_hash": session_hash,
+        event = next(d for d in config["dependencies"] if [button, "click"] in d["targets"])
+        fn_index, inputs = event["id"], [None] * len(event["inputs"])  # a State input: the session's own value
+        http.post("/queue/join", json={"data": inputs, "fn_index": fn_index, "session_hash": session_hash,
                                        "trigger_id": button, "event_data": None}).raise_for_status()
         with http.stream("GET", "/queue/data", params={"session_hash": session_hash}) as events:
             for line in events.iter_lines():
@@ -125,7 +126,7 @@ def upload(http: httpx.Client, video: Path) -> dict:
 
 def ask_as(http: httpx.Client, session_hash: str, video: dict, question: str) -> str:
     """/ask from the browser session `session_hash`, about an uploaded file, read to its end."""
-    body = {"data": [video, question, 8, 0, None, 3, 0, 1], "session_hash": session_hash}
+    body = {"data": [video, question, 8, 0, None, 3, 0, 1, 0], "session_hash": session_hash}
     event_id = http.post("/call/ask", json=body).json()["event_id"]
     with http.stream("GET", f"/call/ask/{event_id}") as events:
         lines = list(events.iter_lines())
