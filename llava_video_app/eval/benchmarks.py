@@ -189,25 +189,9 @@ def load_mvbench(folder: Path) -> list[Sample]:
     if not files:
         raise BenchmarkError(f"no MVBench annotation in {folder} (looked for json/<task>.json, e.g. "
                              "json/action_antonym.json)")
-    samples = []
-    for path in files:
-        task = path.stem
-        for n, row in enumerate(_table(path), 1):
-            sid = f"{task}/{n - 1}"
-            where = f"{path.name} item {n}"
-            problem = _missing(row, ("video", "question", "candidates", "answer"))
-            if problem:
-                samples.append(_skip(sid, problem, where))
-                continue
-            options = [str(c) for c in row["candidates"]]
-            sub = MVBENCH_FOLDERS[task]
-            video, problem = _video([folder / "video" / sub / row["video"], folder / sub / row["video"]])
-            answer = _letter_of_text(row["answer"], options)
-            if not problem and not answer:
-                problem = f"answer {row['answer']!r} is not one of the candidates"
-            samples.append(Sample(sid, video, str(row["question"]), tuple(options), answer, task,
-                                  problem=f"{where}: {problem}" if problem else ""))
-    return samples
+    return _candidate_tasks(files, lambda task, video: [folder / "video" / MVBENCH_FOLDERS[task] / video,
+                                                         folder / MVBENCH_FOLDERS[task] / video],
+                            lambda task, row: task)
 
 
 # --- NExT-QA (multiple choice) --------------------------------------------------------------------
@@ -319,6 +303,15 @@ def load_mlvu(folder: Path) -> list[Sample]:
     if not files:
         raise BenchmarkError(f"no MLVU annotation in {folder} (looked for json/<n>_<task>.json, "
                              "e.g. json/1_plotQA.json)")
+    return _candidate_tasks(files, lambda task, video: [folder / "video" / task / video,
+                                                         folder / "video" / re.sub(r"^\d+_", "", task) / video],
+                            lambda task, row: str(row.get("question_type") or re.sub(r"^\d+_", "", task)))
+
+
+def _candidate_tasks(files: list[Path], video_paths: Callable[[str, str], list[Path]],
+                     category: Callable[[str, dict[str, Any]], str]) -> list[Sample]:
+    """MVBench's and MLVU's layout: one JSON list per task of {video, question, candidates, answer (the
+    right candidate's text)}; `video_paths(task, name)` lists where the video may be, `category(task, row)`."""
     samples = []
     for path in files:
         task = path.stem
@@ -330,13 +323,11 @@ def load_mlvu(folder: Path) -> list[Sample]:
                 samples.append(_skip(sid, problem, where))
                 continue
             options = [str(c) for c in row["candidates"]]
-            video, problem = _video([folder / "video" / task / str(row["video"]),
-                                     folder / "video" / re.sub(r"^\d+_", "", task) / str(row["video"])])
+            video, problem = _video(video_paths(task, str(row["video"])))
             answer = _letter_of_text(row["answer"], options)
             if not problem and not answer:
                 problem = f"answer {row['answer']!r} is not one of the candidates"
-            category = str(row.get("question_type") or re.sub(r"^\d+_", "", task))
-            samples.append(Sample(sid, video, str(row["question"]), tuple(options), answer, category,
+            samples.append(Sample(sid, video, str(row["question"]), tuple(options), answer, category(task, row),
                                   problem=f"{where}: {problem}" if problem else ""))
     return samples
 
