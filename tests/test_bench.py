@@ -91,7 +91,7 @@ def test_the_preflight_names_a_broken_package_in_one_line(tmp_path):
     (fake / "__init__.py").write_text("raise OSError('libbitsandbytes_cuda130.so: cannot open shared object file')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_preflight.py"), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=240, env=env)
+                          capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == (
         "preflight versions: cannot import bitsandbytes: OSError: libbitsandbytes_cuda130.so: cannot open shared "
@@ -113,7 +113,7 @@ def test_the_preflight_refuses_a_quantised_product_far_from_bf16():
 def test_a_budget_spent_skips_every_part_and_the_report_goes_to_out(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(SUITE), "--dry-run", "--quick", "--budget", "0", "--workdir",
-                           str(tmp_path / "work")], capture_output=True, text=True, timeout=240,
+                           str(tmp_path / "work")], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OUT": str(out)})
     assert done.returncode == 1, done.stderr[-2000:]
     report = json.loads((out / "gpu_suite-quick-dry-run.json").read_text())

@@ -51,7 +51,7 @@ def test_public_format_json_arrays_are_read(tmp_path):
 # --- the CLI -------------------------------------------------------------------------------------------
 
 def cli(*args):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
 def test_cli_dataset_stats_check_export(record, dataset_folder, tmp_path):

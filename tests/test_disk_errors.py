@@ -137,18 +137,18 @@ def test_cli_synth_on_a_full_then_read_only_disk_is_one_line_exit_1_and_resumes(
             "--quant", "fp32", "--device", "cpu", "--max-new-tokens", "4", "--qa-max-new-tokens", "4", "--quiet"]
     ballast = tiny_disk / "ballast"
     ballast.write_bytes(b"\0" * (40 * 1024))  # what is left: too little for the run
-    full = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+    full = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
     assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
     assert full.stderr.strip().splitlines()[-1] == f"error: cannot write to {out}: {FULL}; {ADVICE}"
     assert check_dataset(out)[1] == [], "what was written is valid"
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     read_only = subprocess.run([*CLI, *args[:3], str(tiny_disk / "new"), *args[4:]], capture_output=True, text=True,
-                               timeout=300)
+                               timeout=600)
     assert read_only.returncode == 1 and "Traceback" not in read_only.stderr, read_only.stderr
     assert read_only.stderr.strip().splitlines()[-1] == (f"error: cannot write to {tiny_disk / 'new'}: {READ_ONLY}; "
                                                          f"{ADVICE}")
     subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
     ballast.unlink()  # room again
-    resumed = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert _videos(out) == {"a.mp4", "b.mp4", "c.mp4"} and check_dataset(out)[1] == []

@@ -87,7 +87,7 @@ def test_cli_eval_on_a_running_cluster(ray_cluster, data, tmp_path):
     args = [sys.executable, "-m", "llava_video_app.cli", "eval", "mvbench", "--data", str(data), "--out", str(out),
             "--executor", "ray", "--address", ray_cluster, "--workers", "2", "--gpus-per-worker", "0",
             "--frames", "4", "--device", "cpu", "--engine-factory", "scripted_eval:scripted_eval_engine", "--quiet"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=240, env=dict(os.environ))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 questions: 2 answered now, 0 already done, 1 skipped" in done.stdout
     assert len(records(out)) == 2

@@ -133,7 +133,7 @@ def test_resume_after_kill_9(video, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert len(records(out)) == 3
     (pause / "pause-after").unlink()
-    again = subprocess.run(args, env=_env(pause), capture_output=True, text=True, timeout=240)
+    again = subprocess.run(args, env=_env(pause), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "7 questions: 3 answered now, 3 already done, 1 skipped" in again.stdout
     ids = [r["id"] for r in records(out)]

@@ -38,7 +38,7 @@ def test_the_venv_part_works_with_a_stock_debian_python(tmp_path):
     if shutil.which("bash") is None:
         pytest.skip("no bash")
     command = VENV.replace("python3 ", f"{stock} ") + "command -v pip && pip --version"
-    result = subprocess.run(["bash", "-euc", command], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(["bash", "-euc", command], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == str(tmp_path / ".venv" / "bin" / "pip")
 

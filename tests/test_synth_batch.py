@@ -138,7 +138,7 @@ def test_cli_synth_on_a_folder_then_resume(tiny_checkpoint, tmp_path):
     args = ["synth", str(root), "--out", str(out), "--types", "Temporal,Camera Direction", "--types", "Speed",
             "--max-frames", "60", "--data-source", "test", "--model", str(tiny_checkpoint), "--quant", "fp32",
             "--device", "cpu", "--max-new-tokens", "4", "--qa-max-new-tokens", "4", "--quiet"]
-    run = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)  # as a user runs it
+    run = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)  # as a user runs it
     assert run.returncode == 0, run.stderr
     assert "2 done" in run.stdout and "cap 2" in run.stdout and "qa 6" in run.stdout
     assert check_dataset(out)[1] == []

@@ -156,7 +156,7 @@ def test_a_worker_killed_mid_video_is_retried_with_nothing_lost_or_doubled(ray_c
         assert (manifest["status"], manifest["attempts"]) == ("running", 1)  # under its lock, mid-video
         os.kill(pid, signal.SIGKILL)
     finally:
-        runner.join(timeout=240)
+        runner.join(timeout=600)
         (pause / "pause-on").unlink()
         (pause / "paused").unlink(missing_ok=True)
     assert not runner.is_alive()
@@ -177,7 +177,7 @@ def test_cli_joins_a_cluster_with_a_manifest_of_urls(ray_cluster, videos, config
             "--model", config.model, "--quant", "fp32", "--device", "cpu",
             "--engine-factory", "scripted_engines:scripted_qa_engine", "--quiet"]
     env = dict(os.environ)  # PYTHONPATH: this worktree and scripted_engines, as the fixture set it
-    done = subprocess.run(args, capture_output=True, text=True, timeout=240, env=env)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 done, 0 skipped" in done.stdout and "cap 3, oe 6, mc 6" in done.stdout
     assert records(out) == records(reference)  # fetched copies, same records

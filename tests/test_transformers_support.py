@@ -63,7 +63,7 @@ def test_the_cli_under_the_installed_transformers(tiny_checkpoint, sample_video)
     reason = unsupported_reason(installed_version())
     result = subprocess.run([sys.executable, "-m", "llava_video_app.cli", "ask", str(sample_video), "What happens?",
                              "--model", str(tiny_checkpoint), "--quant", "fp32", "--device", "cpu", "--frames", "4",
-                             "--max-new-tokens", "2"], capture_output=True, text=True, timeout=300)
+                             "--max-new-tokens", "2"], capture_output=True, text=True, timeout=600)
     if reason is None:
         assert result.returncode == 0, result.stderr
     else:
@@ -79,6 +79,6 @@ def test_torchs_notice_about_torchaos_enums_is_not_printed_but_other_pytree_warn
               "from transformers import Qwen2ForCausalLM\n"
               "import torchao\n"
               "logging.getLogger('torch.utils._pytree').warning('%s still shows', 'a real warning')\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "register_constant" not in result.stderr and "a real warning still shows" in result.stderr

@@ -83,7 +83,7 @@ def test_python_app_py_whose_model_cannot_load_says_so_and_exits_non_zero(tmp_pa
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()
     result = subprocess.run([sys.executable, "app.py", "--model", str(not_a_model), "--device", "cpu",
-                             "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=240)
+                             "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "error: the model could not be loaded: " in result.stderr and "not-a-model" in result.stderr
     assert "Traceback" not in result.stderr
