@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 
 MAX_NEW_TOKENS = 4  # the app's default in this module: answers are gibberish anyway, keep them short
 ANSWERED = "answered"
-ONLY = "only a single video file (mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv or ogg) is accepted"
+ONLY = "only a single video file (mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv, ogg or raw H.264) is accepted"
 CODECS = available_codecs()
 
 
@@ -140,7 +140,7 @@ CORPUS: dict[str, tuple] = {
     "picture.mp4": (_png, f"picture.mp4 is an image (png), not a video file: {ONLY}"),
     "random.mp4": (lambda p: (p.write_bytes(np.random.default_rng(1).bytes(4096)), p)[1],
                    "random.mp4 is not a video file (its contents are not mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, "
-                   "flv or ogg)"),
+                   "flv, ogg or raw H.264)"),
     "sound.mp4": (_audio_only, "sound.mp4 has no video track (an audio-only or data file?)"),
     "one-frame.mp4": (lambda p: make_video(p, seconds=0.04, fps=25, size=(64, 48)), ANSWERED),
     "short.mp4": (lambda p: make_video(p, seconds=0.3, fps=10, size=(64, 48)), ANSWERED),
