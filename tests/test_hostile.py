@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 from app_process import free_port, serving
 from opened_files import OpenedFiles
 from playlist_tricks import TRICKS, secret_video
+from raw_h264 import make_raw_h264
 from llava_video_app import cli
 from llava_video_app.config import AppConfig
 from llava_video_app.request import check_request
@@ -148,6 +149,10 @@ CORPUS: dict[str, tuple] = {
     "uhd.mp4": (lambda p: make_video(p, seconds=1, fps=3, size=(3840, 2160)), ANSWERED),
     "vertical.mp4": (lambda p: make_video(p, seconds=2, fps=10, size=(48, 96)), ANSWERED),
     "variable-rate.mp4": (_variable_frame_rate, ANSWERED),
+    "raw.h264": (lambda p: make_raw_h264(p, frames=20), ANSWERED),  # no container: refused before issue 18
+    "raw-cut.h264": (lambda p: (p.write_bytes(make_raw_h264(p, frames=20).read_bytes()[:40]), p)[1],
+                     "raw-cut.h264 looks like a raw H.264 stream but is damaged or truncated (no complete picture "
+                     "in it)"),
     "overwritten.mp4": (_overwritten, re.compile(r"overwritten\.mp4 is damaged: frame \d+ could not be decoded")),
     "-leading-dash.mp4": (lambda p: make_video(p, seconds=1, fps=10, size=(64, 48)), ANSWERED),
     "quotes 'and' \"spaces\" ünï 视频.mp4": (lambda p: make_video(p, seconds=1, fps=10, size=(64, 48)), ANSWERED),

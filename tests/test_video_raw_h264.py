@@ -6,6 +6,7 @@ playlist named .h264 is still a playlist."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -111,3 +112,50 @@ def test_a_playlist_or_concat_list_named_h264_is_still_refused_and_reads_nothing
         assert opened.take() == []
     assert str(refused.value) == message.format(name=renamed)
 
+
+
+# Every interface says the rate was assumed: the Ask tab's header and each answer's provenance, inspect,
+# and the synthetic records.
+
+@pytest.fixture(scope="module")
+def long_bare(tmp_path_factory):
+    """60 frames, no VUI timing: 2.4 s at the assumed 25 fps (6 s at the rate it was made with)."""
+    return make_raw_h264(tmp_path_factory.mktemp("long") / "bare.h264", frames=60, fps=10, vui_timing=False)
+
+
+def test_the_ask_tab_and_each_answers_provenance_say_the_rate_was_assumed(tiny_engine, long_bare):
+    from llava_video_app.web.ask_tab import VideoChat
+
+    chat = VideoChat(tiny_engine)
+    start, end, info, state, _, _ = chat.on_video(str(long_bare))
+    assert (start, end) == (0, 2.4)
+    assert info == f"2.40 s · 25 fps · 64×48 · 60 frames · {ASSUMED}"
+    outputs = list(chat.ask(str(long_bare), "What happens?", 0, None, 8, 4, 0.0, 1.0, state))
+    record = outputs[-1][1].records[-1]
+    assert record["video_timing"] == ASSUMED
+    assert record["timestamps"] == pytest.approx([i / 25 for i in record["frame_indices"]], abs=1e-3)
+    line, _ = chat.show_history(outputs[-1][1])
+    assert ASSUMED in line
+
+
+def test_inspect_shows_the_rate_and_where_it_came_from(long_bare, streams):
+    from test_cli import invoke
+
+    text = invoke("inspect", long_bare, "--model", "lmms-lab/LLaVA-Video-7B-Qwen2", "--frames", "4")
+    assert text.returncode == 0, text.stderr
+    assert f"timing     {ASSUMED}" in text.stdout and "(2.40 s at 25.000 fps)" in text.stdout
+    assert "timestamps 0.00s, 0.76s, 1.56s, 2.36s" in text.stdout  # frames 0, 19, 39, 59 at 25 fps
+    plan = json.loads(invoke("inspect", streams["vui"], "--json", "--model", "lmms-lab/LLaVA-Video-7B-Qwen2",
+                             "--frames", "4").stdout)
+    assert (plan["fps"], plan["timing"], plan["duration"]) == (10.0, SPS_TIMING, 3.0)
+
+
+def test_synthetic_records_carry_the_assumed_rate(scripted_engine, long_bare):
+    from llava_video_app.synth.plan import SynthOptions
+    from llava_video_app.synth.recipe import run_synthesis
+    from llava_video_app.synth.result import SynthResult
+
+    result = run_synthesis(scripted_engine(), long_bare, SynthOptions())
+    records = [r for task in result.records().values() for r in task]
+    assert records and all(r["video_timing"] == ASSUMED for r in records)
+    assert SynthResult.from_manifest(json.loads(json.dumps(result.to_manifest()))).video_timing == ASSUMED
