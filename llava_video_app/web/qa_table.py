@@ -22,9 +22,9 @@ from ..synth.qa import QAPair, make_multiple_choice, normalise_question
 from ..synth.result import SynthResult, record_id
 
 COLUMNS = ["keep", "type", "question", "answer", "options"]
-DATATYPES = ["bool", "str", "str", "str", "str"]
+DATATYPES = ["bool", "str", "str", "str", "markdown"]  # markdown: one option per line
 # Keep narrow and first (pinned, so a wide table scrolls past it, not away from it); the texts wrap.
-COLUMN_WIDTHS = ["64px", "13%", "30%", "27%", "26%"]
+COLUMN_WIDTHS = ["84px", "12%", "27%", "24%", "26%"]  # with the row numbers, within the page
 CORRECT_MARK = "✓"
 _MARKS = (CORRECT_MARK, "(correct)")
 _LETTERED = re.compile(rf"(?:^|\s)([{MC_LETTERS}])[.)]\s+")
