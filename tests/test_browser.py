@@ -428,3 +428,20 @@ def test_the_qa_table_shows_the_options_keeps_its_tick_box_in_view_and_says_what
     assert ("row 1 (Camera Direction): no multiple-choice record: the answer was edited and is none of the options"
             in saved)
     _screenshot(page, out_dir, "synth-table.png")
+
+
+def test_a_raw_h264_stream_is_accepted_by_the_page_and_its_assumed_rate_shown(workbench_url, page, tmp_path):
+    """Issue 18: raw H.264 (no container) is a usable video; the page says its frame rate was assumed."""
+    from raw_h264 import make_raw_h264
+
+    raw = make_raw_h264(tmp_path / "camera.h264", frames=50, fps=10, vui_timing=False)
+    page.goto(workbench_url)
+    page.wait_for_selector("#ask")
+    # The upload box (Gradio's gr.Video) takes only files the browser types video/*: a browser that knows no
+    # type for .h264 (this Debian's mime.types lists none) refuses it before upload; one that does sends it.
+    page.set_input_files("#video input[type=file]", files=[{"name": raw.name, "mimeType": "video/h264",
+                                                            "buffer": raw.read_bytes()}])
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('frames')", timeout=30_000)
+    assert page.inner_text("#video-info").strip() == ("2.00 s · 25 fps · 64×48 · 50 frames · frame rate assumed 25 fps: "
+                                                      "raw stream without timing")
+    _ask_in_page(page, "What happens?", "frame rate assumed 25 fps")
