@@ -159,3 +159,27 @@ def test_synthetic_records_carry_the_assumed_rate(scripted_engine, long_bare):
     records = [r for task in result.records().values() for r in task]
     assert records and all(r["video_timing"] == ASSUMED for r in records)
     assert SynthResult.from_manifest(json.loads(json.dumps(result.to_manifest()))).video_timing == ASSUMED
+
+
+def test_an_mp4s_stream_remuxed_raw_gives_the_mp4s_frames_at_the_same_indices(tmp_path):
+    """`ffmpeg -i clip.mp4 -c copy -bsf h264_mp4toannexb clip.h264`, through PyAV: the same count, rate (from
+    the SPS), sampled indices and pixels as the mp4, whose container has timestamps."""
+    import av
+    import numpy as np
+
+    from llava_video_app.sample_videos import make_video
+
+    mp4 = make_video(tmp_path / "clip.mp4", seconds=4, fps=10, size=(96, 64), pattern="index", gop=15)
+    raw = tmp_path / "clip.h264"
+    with av.open(str(mp4)) as source, av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", source.streams.video[0], stream)
+        for packet in source.demux(source.streams.video[0]):
+            for filtered in annexb.filter(packet if packet.size else None):
+                out.mux(filtered)
+    contained = video_stage.load_video(mp4, num_frames=9, size=None)
+    bare = video_stage.load_video(raw, num_frames=9, size=None)
+    assert (bare.total_frames, bare.fps, bare.frame_indices, bare.timestamps) == (
+        contained.total_frames, contained.fps, contained.frame_indices, contained.timestamps)
+    assert bare.timing == SPS_TIMING and contained.timing is None
+    assert np.array_equal(bare.frames, contained.frames)
