@@ -427,7 +427,6 @@ def test_the_qa_table_shows_the_options_keeps_its_tick_box_in_view_and_says_what
     assert "1 caption, 1 open-ended, 0 multiple-choice" in saved
     assert ("row 1 (Camera Direction): no multiple-choice record: the answer was edited and is none of the options"
             in saved)
-    _screenshot(page, out_dir, "synth-table.png")
 
 
 def test_a_raw_h264_stream_is_accepted_by_the_page_and_its_assumed_rate_shown(workbench_url, page, tmp_path):
