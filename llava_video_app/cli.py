@@ -263,6 +263,8 @@ def inspect(
         return
     n = len(plan["frame_indices"])
     typer.echo(f"video      {plan['video']}  ({plan['duration']:.2f} s at {plan['fps']:.3f} fps)")
+    if plan.get("timing"):
+        typer.echo(f"timing     {plan['timing']}")
     typer.echo(f"model      {plan['model']}")
     typer.echo(f"frames     {n}: indices {plan['frame_indices']}")
     typer.echo(f"timestamps {', '.join(f'{t:.2f}s' for t in plan['timestamps'])}")

@@ -96,6 +96,7 @@ class Provenance:
     prompt_tokens: int = 0  # the whole input, visual tokens included
     tokens_per_s: float = 0.0
     stopped: bool = False  # cut short by Stop
+    video_timing: str | None = None  # a raw stream's "frame rate assumed 25 fps: ..." (VideoClip.timing); None: stated
 
     @classmethod
     def of_answer(cls, settings: Mapping[str, Any], prompt: str | None, clip: Any = None, stats: Any = None, *,
@@ -116,7 +117,7 @@ class Provenance:
                    visual_tokens=int(getattr(stats, "visual_tokens", 0) or 0),
                    prompt_tokens=int(getattr(stats, "prompt_tokens", 0) or 0),
                    tokens_per_s=round(float(getattr(stats, "tokens_per_s", 0.0) or 0.0), 2),
-                   stopped=bool(getattr(stats, "stopped", False)))
+                   stopped=bool(getattr(stats, "stopped", False)), video_timing=getattr(clip, "timing", None))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,4 +148,6 @@ def summary_of(record: Mapping[str, Any]) -> str:
     if timings:
         parts.append(f"first token {timings.get('time_to_first_token', 0):.2f} s, "
                      f"{record.get('new_tokens', 0)} tokens at {record.get('tokens_per_s', 0):.1f} tok/s")
+    if record.get("video_timing"):  # the frames' times rest on this rate
+        parts.append(str(record["video_timing"]))
     return " · ".join(parts) + (" · stopped" if record.get("stopped") else "")

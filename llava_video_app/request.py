@@ -246,7 +246,7 @@ def inspect_request(video: str | os.PathLike, question: str, *, model: str, fram
     clip = plan_clip(video, num_frames=frames, start=start, end=end)
     return {
         "video": str(video), "model": model, "frame_indices": clip.frame_indices, "timestamps": clip.timestamps,
-        "duration": clip.duration, "fps": clip.fps,
+        "duration": clip.duration, "fps": clip.fps, "timing": clip.timing,
         "prompt": build_prompt(question, duration=clip.duration, timestamps=clip.timestamps),
         "visual_tokens": layout.visual_tokens(clip.num_frames), "tokens_per_frame": layout.tokens_per_frame,
         "newline_position": layout.newline_position, "pool_mode": layout.pool_mode, "language_model": lm_settings,

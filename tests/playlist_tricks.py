@@ -13,9 +13,9 @@ from typing import Callable
 from llava_video_app.sample_videos import make_video
 
 PLAYLIST_MESSAGE = ("{name} is an HLS playlist, not a video file: only a single video file (mp4/mov, mkv/webm, avi, "
-                    "mpeg-ts, mpeg-ps, flv or ogg) is accepted")
+                    "mpeg-ts, mpeg-ps, flv, ogg or raw H.264) is accepted")
 CONCAT_MESSAGE = ("{name} is an ffmpeg concat list, not a video file: only a single video file (mp4/mov, mkv/webm, "
-                  "avi, mpeg-ts, mpeg-ps, flv or ogg) is accepted")
+                  "avi, mpeg-ts, mpeg-ps, flv, ogg or raw H.264) is accepted")
 NOT_FOUND = "video file not found: {name}"
 
 

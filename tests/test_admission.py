@@ -158,14 +158,6 @@ def test_short_mpeg_ts_clips_are_read_by_pyav_from_the_start(frames, tmp_path, m
     assert [int(f.mean()) for f in clip.frames] == pytest.approx([_grey(i) for i in clip.frame_indices], abs=3)
 
 
-def test_a_raw_h264_stream_is_refused_as_having_no_container_not_as_damaged(tmp_path):
-    stream = _encode(tmp_path / "clip.h264", "h264")
-    with pytest.raises(NotAVideoError) as refused:
-        video_stage.probe_video(stream)
-    assert str(refused.value) == (f"{stream} is a raw H.264 stream with no container (no timestamps or frame rate): "
-                                  "wrap it first, e.g. ffmpeg -r FPS -i clip.h264 -c copy video.mp4")
-
-
 def test_sniffing_reads_only_the_signatures():
     assert sniff(b"\x00\x00\x00\x20ftypisom") == "mov"
     assert sniff(b"\x1a\x45\xdf\xa3\x01") == "matroska"
@@ -173,7 +165,7 @@ def test_sniffing_reads_only_the_signatures():
     assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None  # audio
     assert sniff(b"\x47" + bytes(187) + b"\x47" + bytes(187) + b"\x47") == "mpegts"
     assert sniff(b"\x47" + bytes(187) + b"\x00") is None
-    assert sniff(b"\x00\x00\x00\x01\x67\x64") == "h264"  # SPS: refused by admit, with its own message
+    assert sniff(b"\x00\x00\x00\x01\x67\x64") == "h264"  # SPS: a raw stream (tests/test_video_raw_h264.py)
     assert sniff(b"\x00\x00\x00\x01\x65") is None  # a slice first: not the start of a stream
     assert sniff(b"#EXTM3U\n") is None and sniff(b"ffconcat version 1.0\n") is None
 

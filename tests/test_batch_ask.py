@@ -62,3 +62,16 @@ def test_the_cli_batch_writes_jsonl_and_names_the_missing_flag(tiny_checkpoint, 
     assert len(read_jsonl(out).records) == 2 and "answered 2" in result.stderr
     result = CliRunner().invoke(cli.app, ["ask", str(folder), "What?", *flags])
     assert result.exit_code == 1 and "add --jsonl" in result.stderr
+
+
+def test_a_raw_h264_stream_in_the_folder_is_answered_and_its_assumed_rate_recorded(tiny_engine, folder, tmp_path):
+    from raw_h264 import make_raw_h264
+
+    make_raw_h264(folder / "camera.h264", frames=40, fps=10, vui_timing=False)
+    out = tmp_path / "answers.jsonl"
+    request = check_request(AppConfig(frames=8), frames=8, max_new_tokens=4)
+    summary = ask_many(tiny_engine, str(folder), "What happens?", request, out)
+    assert summary.answered == 3 and not summary.failed
+    raw = next(r for r in read_jsonl(out).records if r["video"] == "camera.h264")
+    assert raw["provenance"]["video_timing"] == "frame rate assumed 25 fps: raw stream without timing"
+    assert raw["provenance"]["timestamps"] == [round(i / 25, 3) for i in raw["provenance"]["frame_indices"]]

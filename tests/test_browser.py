@@ -374,3 +374,73 @@ def test_one_trim_control_gradios_video_editor_is_hidden(workbench_url, page):
     assert editor.count() >= 1, "Gradio still draws its editor's button (so this test checks something)"
     assert not any(editor.nth(i).is_visible() for i in range(editor.count()))
     assert page.locator("#start input").is_visible() and page.locator("#end input").is_visible()
+
+
+def _generate_camera_pair(page, url: str) -> None:
+    """The synthesis tab on pan.mp4 with one question type (Camera Direction) and small limits, to its table."""
+    page.goto(url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    page.get_by_role("tab", name="Generate synthetic QA").click()
+    page.wait_for_function("document.querySelector('#synth-source').innerText.includes('pan.mp4')", timeout=10_000)
+    for label in page.locator("#synth-types label").all():
+        if label.inner_text().strip() != "Camera Direction":
+            label.click()
+    page.locator("#synth-settings").get_by_text("Settings").first.click()
+    for slider, value in (("#synth-desc-tokens", "16"), ("#synth-qa-tokens", "32")):
+        box = page.locator(f"{slider} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.click("#synth-generate")
+    page.wait_for_function(f"{_js_value('#synth-progress textarea')}.startsWith('Done')", timeout=120_000)
+    page.wait_for_function("document.querySelector('#synth-table').innerText.includes('It pans to the right.')",
+                           timeout=10_000)
+
+
+def test_the_qa_table_shows_the_options_keeps_its_tick_box_in_view_and_says_what_an_edit_drops(synth_app_url, page):
+    url, out_dir = synth_app_url
+    _generate_camera_pair(page, url)
+    # the options, one per line, the correct one marked, before any Save
+    options = page.locator("#synth-table [data-testid=cell-0-4]")
+    assert options.inner_text().splitlines() == ["A. It does not move", "B. To the right ✓", "C. To the left", "D. Up"]
+    # every column in view at once (no sideways scroll hides the tick box), the answer not clipped
+    table = page.locator("#synth-table .table-wrap").bounding_box()
+    for col in range(5):
+        cell = page.locator(f"#synth-table [data-testid=cell-0-{col}]").bounding_box()
+        assert table["x"] <= cell["x"] and cell["x"] + cell["width"] <= table["x"] + table["width"] + 1, col
+    answer = page.locator("#synth-table [data-testid=cell-0-3] .cell-wrap")
+    assert answer.evaluate("e => e.scrollWidth <= e.clientWidth"), "the answer is clipped"
+
+    # an edited answer that is none of the options: Save says which row lost its multiple-choice record
+    cell = page.locator("#synth-table [data-testid=cell-0-3]")
+    cell.dblclick()
+    editor = cell.locator("textarea, input").first
+    editor.wait_for(timeout=10_000)
+    editor.fill("It pans to the left.")
+    editor.press("Enter")
+    page.wait_for_function("document.querySelector('#synth-table [data-testid=cell-0-3]').innerText"
+                           ".includes('It pans to the left.')", timeout=10_000)
+    page.click("#synth-save")
+    page.wait_for_function("document.querySelector('#synth-saved').innerText.includes('Saved to')", timeout=15_000)
+    saved = page.inner_text("#synth-saved")
+    assert "1 caption, 1 open-ended, 0 multiple-choice" in saved
+    assert ("row 1 (Camera Direction): no multiple-choice record: the answer was edited and is none of the options"
+            in saved)
+
+
+def test_a_raw_h264_stream_is_accepted_by_the_page_and_its_assumed_rate_shown(workbench_url, page, tmp_path):
+    """Issue 18: raw H.264 (no container) is a usable video; the page says its frame rate was assumed."""
+    from raw_h264 import make_raw_h264
+
+    raw = make_raw_h264(tmp_path / "camera.h264", frames=50, fps=10, vui_timing=False)
+    page.goto(workbench_url)
+    page.wait_for_selector("#ask")
+    # The upload box (Gradio's gr.Video) takes only files the browser types video/*: a browser that knows no
+    # type for .h264 (this Debian's mime.types lists none) refuses it before upload; one that does sends it.
+    page.set_input_files("#video input[type=file]", files=[{"name": raw.name, "mimeType": "video/h264",
+                                                            "buffer": raw.read_bytes()}])
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('frames')", timeout=30_000)
+    assert page.inner_text("#video-info").strip() == ("2.00 s · 25 fps · 64×48 · 50 frames · frame rate assumed 25 fps: "
+                                                      "raw stream without timing")
+    _ask_in_page(page, "What happens?", "frame rate assumed 25 fps")

@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 from app_process import free_port, serving
 from opened_files import OpenedFiles
 from playlist_tricks import TRICKS, secret_video
+from raw_h264 import make_raw_h264
 from llava_video_app import cli
 from llava_video_app.config import AppConfig
 from llava_video_app.request import check_request
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.slow
 
 MAX_NEW_TOKENS = 4  # the app's default in this module: answers are gibberish anyway, keep them short
 ANSWERED = "answered"
-ONLY = "only a single video file (mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv or ogg) is accepted"
+ONLY = "only a single video file (mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv, ogg or raw H.264) is accepted"
 CODECS = available_codecs()
 
 
@@ -140,7 +141,7 @@ CORPUS: dict[str, tuple] = {
     "picture.mp4": (_png, f"picture.mp4 is an image (png), not a video file: {ONLY}"),
     "random.mp4": (lambda p: (p.write_bytes(np.random.default_rng(1).bytes(4096)), p)[1],
                    "random.mp4 is not a video file (its contents are not mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, "
-                   "flv or ogg)"),
+                   "flv, ogg or raw H.264)"),
     "sound.mp4": (_audio_only, "sound.mp4 has no video track (an audio-only or data file?)"),
     "one-frame.mp4": (lambda p: make_video(p, seconds=0.04, fps=25, size=(64, 48)), ANSWERED),
     "short.mp4": (lambda p: make_video(p, seconds=0.3, fps=10, size=(64, 48)), ANSWERED),
@@ -148,6 +149,10 @@ CORPUS: dict[str, tuple] = {
     "uhd.mp4": (lambda p: make_video(p, seconds=1, fps=3, size=(3840, 2160)), ANSWERED),
     "vertical.mp4": (lambda p: make_video(p, seconds=2, fps=10, size=(48, 96)), ANSWERED),
     "variable-rate.mp4": (_variable_frame_rate, ANSWERED),
+    "raw.h264": (lambda p: make_raw_h264(p, frames=20), ANSWERED),  # no container: refused before issue 18
+    "raw-cut.h264": (lambda p: (p.write_bytes(make_raw_h264(p, frames=20).read_bytes()[:40]), p)[1],
+                     "raw-cut.h264 looks like a raw H.264 stream but is damaged or truncated (no complete picture "
+                     "in it)"),
     "overwritten.mp4": (_overwritten, re.compile(r"overwritten\.mp4 is damaged: frame \d+ could not be decoded")),
     "-leading-dash.mp4": (lambda p: make_video(p, seconds=1, fps=10, size=(64, 48)), ANSWERED),
     "quotes 'and' \"spaces\" ünï 视频.mp4": (lambda p: make_video(p, seconds=1, fps=10, size=(64, 48)), ANSWERED),

@@ -70,7 +70,7 @@ def test_generate_streams_progress_levels_and_ends_with_a_table(panel, video):
     assert level1.startswith("[0-10 s]") and "[10-12 s]" in level1
     assert _value(outputs, 2).startswith("[0-12 s]")
     table, result = outputs[-1][4], outputs[-1][5]
-    assert [row[1] for row in table] == TYPES and all(row[0] is True and len(row) == 4 for row in table)
+    assert [row[1] for row in table] == TYPES and all(row[0] is True and len(row) == 5 for row in table)
     assert isinstance(result, SynthResult) and len(result.level(1)) == 2
     assert _value(outputs, 3) == result.caption, "the level-3 box shows the caption"
 
@@ -82,6 +82,9 @@ def test_edits_and_unticks_are_saved_and_downloadable(panel, video):
     table[1][3] = "It pans to the left."  # new answer for Camera Direction
     message = panel.save(result, table)
     assert str(panel.out_dir.resolve()) in message and "2 open-ended" in message
+    assert message.endswith("**Not saved as shown:**\n- row 2 (Camera Direction): no multiple-choice record: the "
+                            "answer was edited and is none of the options (they were made for the old answer); edit "
+                            "the options too, marking the correct one with ✓")
     records = {r["question_type"]: r for _, r in folder.iter_records(panel.out_dir) if r["task"] == "oe"}
     assert set(records) == {"Camera Direction", "Count"}
     assert records["Camera Direction"]["conversations"][1]["value"] == "It pans to the left."
@@ -239,3 +242,81 @@ def test_the_tab_is_wired_to_the_ask_tabs_video(tiny_engine, tmp_path):
     source_updates = [fn for fn in fns if fn.fn is synth_source]
     assert {fn.targets[0][0] for fn in source_updates} == {generate.inputs[0]._id, ask_video._id}
     assert all(fn.outputs[0].elem_id == "synth-source" for fn in source_updates)
+
+
+# --- the QA table (issue 20 item 11): the options shown, edits that keep or drop a record said -------------
+
+def _mc_records(panel) -> dict[str, dict]:
+    return {r["question_type"]: r for _, r in folder.iter_records(panel.out_dir) if r["task"] == "mc"}
+
+
+def test_the_table_shows_each_pairs_options_as_they_will_be_saved(panel, video):
+    outputs = _generate(panel, video)
+    table, result = outputs[-1][4], outputs[-1][5]
+    assert SYNTH_COLUMNS == ["keep", "type", "question", "answer", "options"], "keep first, options last"
+    panel.save(result, table)
+    saved = _mc_records(panel)
+    assert set(saved) == set(TYPES)
+    for row in table:
+        record = saved[row[1]]
+        shown = row[4].splitlines()
+        # the saved order and letters, the correct one marked
+        assert [line.removesuffix(" ✓") for line in shown] == [f"{letter}. {option}" for letter, option in
+                                                               zip("ABCDE", record["options"])]
+        assert [line[0] for line in shown if line.endswith(" ✓")] == [record["answer_letter"]]
+        assert record["options"][ord(record["answer_letter"]) - 65] == "Option one"
+
+
+def test_an_answer_edited_to_another_option_makes_it_the_correct_one(panel, video):
+    outputs = _generate(panel, video)
+    table, result = [list(r) for r in outputs[-1][4]], outputs[-1][5]
+    table[0][3] = "option three"  # Temporal: the answer is now one of the distractors
+    message = panel.save(result, table)
+    assert "Not saved as shown" not in message and "3 multiple-choice" in message
+    temporal = _mc_records(panel)["Temporal"]
+    assert temporal["options"][ord(temporal["answer_letter"]) - 65] == "Option three"
+
+
+def test_edited_options_are_saved_as_written_or_the_row_says_why_not(panel, video):
+    outputs = _generate(panel, video)
+    table, result = [list(r) for r in outputs[-1][4]], outputs[-1][5]
+    table[0][4] = "A. Early\nB. Late ✓\nC. Never"  # Temporal: new options, one marked
+    table[1][4] = "A. Left\nB. Right\nC. Up"  # Camera Direction: none marked
+    table[2][4] = ""  # Count: options cleared
+    message = panel.save(result, table)
+    assert message.endswith("**Not saved as shown:**\n"
+                            "- row 2 (Camera Direction): no multiple-choice record: mark exactly one option as "
+                            "correct with ✓\n"
+                            "- row 3 (Count): no multiple-choice record: its options were cleared")
+    saved = _mc_records(panel)
+    assert set(saved) == {"Temporal"}
+    assert sorted(saved["Temporal"]["options"]) == ["Early", "Late", "Never"]
+    assert saved["Temporal"]["options"][ord(saved["Temporal"]["answer_letter"]) - 65] == "Late"
+
+
+def test_every_other_row_not_saved_as_shown_is_named(panel, video):
+    outputs = _generate(panel, video)
+    table, result = [list(r) for r in outputs[-1][4]], outputs[-1][5]
+    table[0][2] = ""  # Temporal: question emptied
+    table[1][1] = "Camera Angle"  # not a type: the row keeps its own
+    table[2][4] = "A. One ✓\nB. one\nC. ONE!"  # Count: the wrong options repeat the right one
+    table.append([True, "Nonsense", "A new question?", "A new answer.", ""])
+    table.append([True, "Speed", "How fast?", "Slowly.", ""])  # a new open-ended pair: nothing to say
+    message = panel.save(result, table)
+    notes = message.split("**Not saved as shown:**\n")[1].splitlines()
+    assert notes == ["- row 1 (Temporal): the question is empty, so the row is not saved",
+                     "- row 2: 'Camera Angle' is not a question type; saved as Camera Direction",
+                     "- row 3 (Count): no multiple-choice record: it needs at least two distinct wrong options",
+                     "- row 4: 'Nonsense' is not a question type, so the row is not saved"]
+    oe = {r["question_type"] for _, r in folder.iter_records(panel.out_dir) if r["task"] == "oe"}
+    assert oe == {"Camera Direction", "Count", "Speed"}
+    assert set(_mc_records(panel)) == {"Camera Direction"}
+
+
+def test_unticked_rows_and_an_unchanged_table_save_without_notes(panel, video):
+    outputs = _generate(panel, video)
+    table, result = [list(r) for r in outputs[-1][4]], outputs[-1][5]
+    table[0][0] = False
+    table[0][3] = "edited but dropped anyway"  # unticked: its records are not wanted, nothing to warn about
+    message = panel.save(result, table)
+    assert "Not saved as shown" not in message and "2 multiple-choice" in message

@@ -133,7 +133,7 @@ def synthesize(engine: EngineLike, video: str | os.PathLike, options: SynthOptio
         video_path=str(path.resolve()) if path.exists() else str(path), video=rel, video_id=video_id_for(rel),
         data_source=options.data_source, duration=float(clip.duration), plan=plan, options=options,
         model=str(engine.model_id), quant=str(engine.quant),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), video_timing=getattr(clip, "timing", None))
     yield Planned(plan)
     calls = _Calls(result, plan.total_steps, stop)
     described = options.description_settings

@@ -51,6 +51,7 @@ class SynthResult:
     seconds: Counter = field(default_factory=Counter)  # wall time per stage
     qa_outputs: list[str] = field(default_factory=list)  # raw model outputs of the QA calls
     created: str = ""
+    video_timing: str | None = None  # a raw stream's frame rate note (VideoClip.timing): its times rest on it
 
     def level(self, n: int) -> list[Description]:
         return [d for d in self.descriptions if d.level == n]
@@ -65,7 +66,7 @@ class SynthResult:
             "prompt_version": PROMPT_VERSION, "qa_mode": o.qa_mode,
             "generation": {"description": _settings_dict(o.description_settings), "qa": _settings_dict(o.qa_settings)},
             "created": self.created,
-        }
+        } | ({"video_timing": self.video_timing} if self.video_timing else {})
 
     def records(self, pairs: Sequence[QAPair] | None = None, *,
                 multiple_choice: bool | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -109,7 +110,7 @@ class SynthResult:
         return {
             "prompt_version": PROMPT_VERSION, "video_path": self.video_path, "video": self.video,
             "video_id": self.video_id, "data_source": self.data_source, "duration": self.duration,
-            "model": self.model, "quant": self.quant, "created": self.created,
+            "model": self.model, "quant": self.quant, "created": self.created, "video_timing": self.video_timing,
             "options": self.options.to_dict(), "frames": self.plan.frames_info(), "windows": self.plan.windows_info(),
             "timestamps": self.plan.timestamps,
             "descriptions": [dataclasses.asdict(d) for d in self.descriptions], "caption": self.caption,
@@ -131,7 +132,8 @@ class SynthResult:
                    caption=m["caption"], pairs=[QAPair.from_dict(p) for p in m["pairs"]],
                    rejects=Counter(m.get("rejects", {})), mc_skipped=m.get("mc_skipped", 0),
                    calls=Counter(m.get("calls", {})), seconds=Counter(m.get("seconds", {})),
-                   qa_outputs=list(m.get("qa_outputs", [])), created=m.get("created", ""))
+                   qa_outputs=list(m.get("qa_outputs", [])), created=m.get("created", ""),
+                   video_timing=m.get("video_timing"))
 
 
 def _settings_dict(s: GenerationSettings) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Iterator
 from .result import relative_video, video_id_for
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".flv", ".ts",
-                              ".wmv", ".3gp", ".ogv"})
+                              ".wmv", ".3gp", ".ogv", ".h264", ".264"})  # .h264/.264: raw streams (video/admission.py)
 MANIFEST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 _WILDCARDS = "*?["
 

@@ -11,7 +11,8 @@ Which decoder (`LLAVA_VIDEO_DECODER=auto`, the default):
    same frames, about twice as fast as decord on long videos;
 2. otherwise decord (what the authors use), e.g. VP9/H.264 in webm/mkv, whose count decord estimates;
 3. PyAV when decord cannot open or decode the file (AV1, truncated files, ...), silently except for
-   `clip.decoder` (the reason is logged at debug level).
+   `clip.decoder` (the reason is logged at debug level); and always for a raw H.264 stream, which has no
+   timestamps: its frames are counted in order and its rate is the SPS's or assumed, as `timing` says.
 `LLAVA_VIDEO_DECODER=decord|pyav` forces one, with no fallback.
 
 Both decode only keyframe-to-target spans, scale while converting (`size`), and split the wanted
@@ -62,6 +63,7 @@ class VideoInfo:
     width: int
     height: int
     decoder: str
+    timing: str | None = None  # a raw stream's: where fps comes from ("frame rate assumed 25 fps: ..."); None: stated
 
 
 @dataclass
@@ -76,6 +78,7 @@ class VideoClip:
     decoder: str  # "decord" or "pyav"
     start: float | None = None
     end: float | None = None
+    timing: str | None = None  # as VideoInfo.timing
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class ClipPlan:
     decoder: str  # the reader load_video starts with
     start: float | None = None
     end: float | None = None
+    timing: str | None = None  # as VideoInfo.timing
 
     @property
     def num_frames(self) -> int:
@@ -108,7 +112,7 @@ def _probe(path: str | os.PathLike) -> VideoInfo:
     source = _open(path)
     try:
         return VideoInfo(str(path), source.total_frames, source.fps, source.total_frames / source.fps,
-                         source.width, source.height, source.name)
+                         source.width, source.height, source.name, source.probe.timing)
     finally:
         source.close()
 
@@ -168,7 +172,8 @@ def _plan(source: "DecordSource | PyAVSource", path: str | os.PathLike, num_fram
         raise type(err)(f"{path}: {err}") from None
     return ClipPlan(path=str(path), frame_indices=indices, timestamps=[i / source.fps for i in indices],
                     duration=source.total_frames / source.fps, fps=source.fps, total_frames=source.total_frames,
-                    width=source.width, height=source.height, decoder=source.name, start=start, end=end)
+                    width=source.width, height=source.height, decoder=source.name, start=start, end=end,
+                    timing=source.probe.timing)
 
 
 def _read(source: "DecordSource | PyAVSource", plan: ClipPlan, size: tuple[int, int] | None) -> VideoClip:
@@ -180,7 +185,7 @@ def _read(source: "DecordSource | PyAVSource", plan: ClipPlan, size: tuple[int, 
         frames = frames[[position[i] for i in indices]]
     return VideoClip(path=plan.path, frames=frames, frame_indices=indices, timestamps=plan.timestamps,
                      duration=plan.duration, fps=plan.fps, total_frames=plan.total_frames, decoder=source.name,
-                     start=plan.start, end=plan.end)
+                     start=plan.start, end=plan.end, timing=plan.timing)
 
 
 def _open(path: str | os.PathLike, size: tuple[int, int] | None = None) -> "DecordSource | PyAVSource":

@@ -7,6 +7,11 @@ pattern, a nested protocol such as `subfile:` or `data:`) makes it open other fi
 URLs, or the playlist itself again (unbounded memory), or wait forever for a live playlist's next
 segment. None of the containers below can reference another file when opened this way (mov's
 external data references are off), so a file admitted here reads only itself.
+
+Raw H.264 (an Annex B elementary stream, FFmpeg's `h264` demuxer) is admitted too, though it has no
+container: its packets carry no timestamps and its rate is the SPS's, or a guess (see probe.py,
+`Probe.timing`), so its frames are counted in the decoder's output order (pyav_reader) and never given to
+decord.
 """
 
 from __future__ import annotations
@@ -28,17 +33,20 @@ OPEN_TIMEOUT_S, READ_TIMEOUT_S = 10.0, 10.0
 
 # The demuxers a video may be opened with, by FFmpeg name -> what people call it (for messages).
 ALLOWED = {"mov": "mp4/mov", "matroska": "mkv/webm", "avi": "avi", "mpegts": "mpeg-ts", "mpeg": "mpeg-ps",
-           "flv": "flv", "ogg": "ogg"}
-ALLOWED_TEXT = "mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv or ogg"
+           "flv": "flv", "ogg": "ogg", "h264": "raw H.264"}
+ALLOWED_TEXT = "mp4/mov, mkv/webm, avi, mpeg-ts, mpeg-ps, flv, ogg or raw H.264"
 # decord opens files without options (FFmpeg guesses the demuxer from the bytes and the name): only
 # containers whose signatures no text-based demuxer (playlist, concat list) can share, under a video name
 # no image-sequence pattern or glob can be read into.
-DECORD_FORMATS = frozenset(ALLOWED)
+DECORD_FORMATS = frozenset(ALLOWED) - {"h264"}
 DECORD_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",
                              ".mpeg", ".flv", ".ogv"})
 # Demuxers without an index: a seek by timestamp can land past the keyframe asked for, so they are read
 # from the start (see pyav_reader).
-UNINDEXED = frozenset({"mpegts", "mpeg"})
+UNINDEXED = frozenset({"mpegts", "mpeg", "h264"})
+# Demuxers whose packets carry no timestamps (a raw stream): a frame's index is its place in the decoder's
+# output (presentation order), and its time is index / the stream's stated or assumed rate.
+TIMELESS = frozenset({"h264"})
 _PATTERN_CHARS = set("%*?[]{}")
 
 # Options for every open: only the file protocol (no http, no subfile:/data:/concat: nesting), the forced
@@ -95,11 +103,6 @@ def admit(path: str | os.PathLike) -> Admitted:
     if not head:
         raise EmptyVideoError(f"{name} is empty (0 bytes)")
     demuxer = sniff(head)
-    if demuxer == "h264":
-        # No container: no timestamps and no frame rate (FFmpeg would guess 25 fps), so neither the frames'
-        # times nor the authors' sampling can be worked out. Not damaged: wrapping it is lossless.
-        raise NotAVideoError(f"{name} is a raw H.264 stream with no container (no timestamps or frame rate): "
-                             f"wrap it first, e.g. ffmpeg -r FPS -i {Path(name).name} -c copy video.mp4")
     if demuxer is None:
         what = next((what for magic, what in _REFUSED if head.lstrip(b"\xef\xbb\xbf").startswith(magic)), None)
         if what is None and _is_text(head):
@@ -112,7 +115,7 @@ def admit(path: str | os.PathLike) -> Admitted:
 
 
 def sniff(head: bytes) -> str | None:
-    """The demuxer these first bytes are the start of (an allowed one, or "h264": see admit), or None."""
+    """The demuxer these first bytes are the start of (an allowed one), or None."""
     if head[4:8] in _MP4_BOXES:
         return "mov"
     if head.startswith(b"\x1a\x45\xdf\xa3"):

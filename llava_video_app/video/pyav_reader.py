@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import EmptyVideoError, UnreadableVideoError
 from .parallel import read_in_parallel
-from .admission import UNINDEXED, Admitted, open_container
+from .admission import TIMELESS, UNINDEXED, Admitted, open_container
 from .probe import Probe, ffmpeg_reason
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,9 @@ SKIP_PER_PACKET = frozenset({"h264", "hevc", "vp9", "mpeg4"})
 
 class PyAVSource:
     """Frame i = the packet with the i-th smallest pts (what decord means by i too). Reading demuxes
-    the whole file once (packets, not frames) to know every frame's pts and where the keyframes are."""
+    the whole file once (packets, not frames) to know every frame's pts and where the keyframes are.
+    A raw stream (TIMELESS) has no pts: its packets are counted in decode order, and frame i is the
+    decoder's i-th output frame (the decoder reorders into presentation order)."""
 
     name = "pyav"
 
@@ -63,6 +65,8 @@ class PyAVSource:
                                        f"{self.total_frames} is not in the file")
         try:
             admitted = self.probe.admitted
+            if admitted.demuxer in TIMELESS:  # one pass from the start: a second thread would only redo it
+                return pyav_decode(admitted, indices, pts, keys, size)
             return read_in_parallel(indices, lambda chunk: pyav_decode(admitted, chunk, pts, keys, size))
         except (av.error.FFmpegError, OSError) as err:
             raise UnreadableVideoError(f"{self.path} could not be decoded: {ffmpeg_reason(err)}") from None
@@ -79,11 +83,13 @@ def read_frame_table(admitted: Admitted, mtime_ns: int,
     the synthesis pass at 1 fps)."""
     packets: list[tuple[int, bool]] = []
     path = admitted.name  # for messages
+    timeless = admitted.demuxer in TIMELESS
     try:
         with open_container(admitted) as container:
             stream = container.streams.video[0]
             for packet in _until_error(container.demux(stream)):  # truncated: keep what is there
-                stamp = packet.pts if packet.pts is not None else packet.dts
+                # a raw stream's stand-in stamp: the packet's place in decode order (one frame per packet)
+                stamp = len(packets) if timeless else packet.pts if packet.pts is not None else packet.dts
                 if packet.size and stamp is not None:
                     packets.append((stamp, packet.is_keyframe))
     except (av.error.FFmpegError, OSError) as err:
@@ -99,8 +105,11 @@ def pyav_decode(admitted: Admitted, indices: list[int], pts: Sequence[int], keys
                 size: tuple[int, int] | None) -> np.ndarray:
     """Decode sorted `indices`: seek to the keyframe before each target when that skips work, decode
     forward, skip non-reference frames that are not wanted (nothing depends on them), and convert
-    (scale + RGB) only the wanted frames."""
+    (scale + RGB) only the wanted frames. A raw stream (TIMELESS) is decoded from its start, every frame
+    (a skipped one would not be counted), and the decoder's n-th output frame is frame n."""
+    timeless = admitted.demuxer in TIMELESS
     wanted = {pts[i]: i for i in indices}
+    targets = set(indices)
     index_of = {p: i for i, p in enumerate(pts)}
     out: dict[int, np.ndarray] = {}
     convert = {"format": "rgb24"}
@@ -114,18 +123,20 @@ def pyav_decode(admitted: Admitted, indices: list[int], pts: Sequence[int], keys
         stream = container.streams.video[0]
         context = stream.codec_context
         context.thread_count = 1  # parallelism comes from one reader per thread
-        skip_unwanted = context.name in SKIP_PER_PACKET
+        skip_unwanted = context.name in SKIP_PER_PACKET and not timeless
         packets = None
         while pending:
             target = pending[0]
             key = _key_before(keys, target)
             if packets is None or target <= position or key > position + 1:
                 tries = seeks[target] = seeks.get(target, 0) + 1
-                if tries > 2:
+                if tries > 2 or (timeless and packets is not None):  # a raw stream cannot seek: one pass
                     raise UnreadableVideoError(f"{path} is damaged: frame {target} could not be decoded")
                 if tries == 2:  # missed it after a seek (open GOP, odd timestamps): start a GOP earlier
                     key = keys[max(0, bisect.bisect_left(keys, key) - 1)]
-                if key == keys[0]:  # from the start: a seek to the first pts lands past it in MPEG-TS
+                if timeless:
+                    pass  # FFmpeg refuses to seek a raw stream (EPERM): the container was just opened, at its start
+                elif key == keys[0]:  # from the start: a seek to the first pts lands past it in MPEG-TS
                     container.seek(0)
                 else:
                     container.seek(pts[key], stream=stream, backward=True, any_frame=False)
@@ -144,13 +155,19 @@ def pyav_decode(admitted: Admitted, indices: list[int], pts: Sequence[int], keys
                         decoded += context.decode(None)
                         packets = None
                 except av.error.FFmpegError as err:  # a damaged packet: the decoder conceals what it can
+                    if timeless:  # frames are counted: a lost one would shift every later frame's index
+                        raise UnreadableVideoError(f"{path} is a damaged or truncated raw stream: one of its "
+                                                   "frames could not be decoded") from None
                     log.debug("%s: packet at pts %s: %s", path, packet.pts, err)
                     continue
                 for frame in decoded:
-                    index = index_of.get(frame.pts)
+                    index = position + 1 if timeless else index_of.get(frame.pts)
+                    if timeless and frame.is_corrupt and index in targets:  # e.g. a cut-off last frame
+                        raise UnreadableVideoError(f"{path} is a damaged or truncated raw stream: frame {index} "
+                                                   "is incomplete")
                     if index is not None:
                         position = index
-                        if frame.pts in wanted and index not in out:
+                        if index in targets and index not in out:
                             out[index] = frame.to_ndarray(**convert)
                 while pending and pending[0] in out:
                     pending.pop(0)

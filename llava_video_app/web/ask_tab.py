@@ -101,7 +101,7 @@ class VideoChat:
             gr.Warning(message)
             return 0, None, f"**Not a usable video:** {message}", state.fresh(), [], []
         text = (f"{info.duration:.2f} s · {info.fps:.3g} fps · {info.width}×{info.height} · "
-                f"{info.total_frames} frames")
+                f"{info.total_frames} frames" + (f" · {info.timing}" if info.timing else ""))
         return 0, floor2(info.duration), text, state.fresh(video, info.duration), [], []
 
     def ask(self, video: str | None, question: str, start: float | None, end: float | None, frames: float,

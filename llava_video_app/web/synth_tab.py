@@ -25,7 +25,7 @@ import gradio as gr
 from .. import video as video_stage
 from ..dataset import TASKS as RECORD_TASKS
 from ..engine import Engine
-from ..prompts import QUESTION_TYPES, question_type
+from ..prompts import QUESTION_TYPES
 from ..synth.events import (
     CallStarted,
     DescriptionWritten,
@@ -52,9 +52,10 @@ from .serving import (
     stream_in_thread,
     user_errors,
 )
+from . import qa_table
 from .zerogpu import StopFlag
 
-SYNTH_COLUMNS = ["keep", "type", "question", "answer"]
+SYNTH_COLUMNS = qa_table.COLUMNS
 # How often a quiet synthesis re-sends its progress (see stream_in_thread's heartbeat): the longest a
 # client's disconnect goes unnoticed while the model works.
 SYNTH_HEARTBEAT_S = 0.5
@@ -252,31 +253,16 @@ class SynthPanel:
 
     @staticmethod
     def table(result: SynthResult) -> list[list[Any]]:
-        return [[p.keep, p.question_type, p.question, p.answer] for p in result.pairs]
+        """The QA table (qa_table.COLUMNS), multiple-choice options included."""
+        return qa_table.rows(result)
+
+    def table_edit(self, result: SynthResult, table: Any) -> qa_table.TableEdit:
+        """The edited pairs and a note for each row not saved as shown (see qa_table.pairs_from_rows)."""
+        return qa_table.pairs_from_rows(result, _table_rows(table), _truthy)
 
     def pairs_from_table(self, result: SynthResult, table: Any) -> list[QAPair]:
-        """The edited pairs: row i is result.pairs[i] with the table's keep/type/question/answer; an
-        answer that was changed drops the multiple-choice options (they were made for the old one);
-        rows added at the end become new open-ended pairs."""
-        pairs = []
-        for i, row in enumerate(_table_rows(table)):
-            row = (row + [None] * 4)[:4]
-            keep, qtype, question, answer = row
-            question = "" if question is None else str(question)
-            answer = "" if answer is None else str(answer)
-            base = result.pairs[i] if i < len(result.pairs) else None
-            try:
-                qtype = question_type(str(qtype)).name
-            except (KeyError, ValueError):
-                if base is None:
-                    continue
-                qtype = base.question_type
-            if base is not None and answer.strip() == base.answer.strip():
-                correct, wrong = base.correct_option, list(base.wrong_options)
-            else:
-                correct, wrong = None, []
-            pairs.append(QAPair(qtype, question, answer, correct, wrong, keep=_truthy(keep)))
-        return pairs
+        """The edited pairs: row i is result.pairs[i] as edited; rows added at the end become new pairs."""
+        return self.table_edit(result, table).pairs
 
     def save(self, result: SynthResult | None, table: Any, request: gr.Request | None = None) -> str:
         """Save button: this video's records with the table's edits (unticked rows removed) into the
@@ -284,7 +270,8 @@ class SynthPanel:
         if result is None:
             gr.Warning("Nothing to save yet: generate first.")
             return "Nothing to save yet: generate first."
-        pairs = self.pairs_from_table(result, table)
+        edit = self.table_edit(result, table)
+        pairs = edit.pairs
         folder = self.folder_for(request)
         # A shared app does not tell its visitors where on the server their data lies.
         where = "this browser session's folder" if self.per_session else str(folder.resolve())
@@ -293,9 +280,11 @@ class SynthPanel:
         counts = {task: len(result.records(pairs)[task]) for task in RECORD_TASKS}
         kept = sum(1 for p in pairs if p.keep)
         files = ", ".join(sorted(written)) or "no split files"
+        notes = "".join(f"\n- {note}" for note in edit.notes)
         return (f"Saved to {where}: {counts.get('cap', 0)} caption, {counts.get('oe', 0)} "
                 f"open-ended, {counts.get('mc', 0)} multiple-choice records ({kept} of {len(pairs)} pairs kept) "
-                f"in {files}; manifest videos/{result.video_id}.json")
+                f"in {files}; manifest videos/{result.video_id}.json"
+                + (f"\n\n**Not saved as shown:**{notes}" if notes else ""))
 
     def download(self, request: gr.Request | None = None) -> str | None:
         """Download button: the session's folder (folder_for) as a zip (JSON arrays + manifests),
@@ -372,8 +361,10 @@ def synth_tab(model: ModelRunner, ask_video: gr.Video | None = None,
                                     interactive=False, elem_id="synth-level2")
                 level3 = gr.Textbox(label="Level-3: the detailed caption", lines=4, max_lines=10,
                                     interactive=False, elem_id="synth-level3")
-        table = gr.Dataframe(headers=SYNTH_COLUMNS, datatype=["bool", "str", "str", "str"], column_count=(4, "fixed"),
-                             interactive=True, wrap=True, label="QA pairs (edit; untick to drop)",
+        table = gr.Dataframe(headers=SYNTH_COLUMNS, datatype=qa_table.DATATYPES,
+                             column_count=(len(SYNTH_COLUMNS), "fixed"), interactive=True, wrap=True,
+                             column_widths=qa_table.COLUMN_WIDTHS, pinned_columns=1, show_row_numbers=True,
+                             label=f"QA pairs (edit; untick to drop; {qa_table.CORRECT_MARK} marks the correct option)",
                              elem_id="synth-table")
         result = gr.State(None)
         with gr.Row():
