@@ -44,7 +44,7 @@ from ..synth.saving import export_run, save_edited_pairs
 from ..video import VideoError
 from .serving import (
     HEARTBEAT,
-    MODEL_EVENTS,
+    SYNTH_EVENTS,
     EngineHolder,
     ModelRunner,
     Sessions,
@@ -343,7 +343,7 @@ def synth_tab(model: ModelRunner, ask_video: gr.Video | None = None,
     """The "Generate synthetic QA" tab (an `extra_tabs` entry of app.build_ui, which passes the Ask
     tab's video as `ask_video`; None: a tab on its own) and the /synth endpoint."""
     panel = SynthPanel(model, out_dir)
-    model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
+    model_event = dict(concurrency_limit=1, concurrency_id=SYNTH_EVENTS)  # the GPU: a turn per call (gpu_queue)
     private = dict(api_visibility="private")
     all_types = [t.name for t in QUESTION_TYPES]
     with gr.Tab("Generate synthetic QA", id="synth"):
