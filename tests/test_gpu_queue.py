@@ -189,3 +189,23 @@ def test_an_answer_waiting_for_a_synthesis_call_tells_the_visitor_and_runs_after
     assert rest[-1][0][-1]["role"] == "assistant" and rest[-1][0][-1]["content"], "answered once the call ended"
     assert rest[0][3] == "Answering…", "the status says it runs again"
     assert "tok/s" in rest[-1][3]
+
+
+def test_a_synthesis_waiting_for_an_answer_says_so_and_goes_on_after_it(scripted_engine, sample_video, tmp_path):
+    from llava_video_app.web.synth_tab import SynthPanel
+
+    from llava_video_app.config import AppConfig
+
+    engine = scripted_engine()
+    engine.config = AppConfig()
+    panel = SynthPanel(ModelRunner(engine), out_dir=tmp_path / "out")
+    answer = panel.model.gpu_queue.join("an answer")  # an Ask holds the GPU
+    running = panel.generate(str(sample_video), None, 16, 16)
+    for _, outputs in zip(range(100), running):  # a heartbeat each half second while it waits
+        if "waiting for the GPU" in outputs[0]:
+            break
+    assert outputs[0].startswith("step 1/") and outputs[0].endswith(" (waiting for the GPU: an answer is running)")
+    assert engine.calls == {}, "no model call ran while the answer had the GPU"
+    answer.leave()
+    progress = [outputs[0] for outputs in running]
+    assert progress[-1].startswith("Done: ") and "waiting" not in progress[-1]

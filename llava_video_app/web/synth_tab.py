@@ -212,7 +212,7 @@ class SynthPanel:
                 with closing(self.events(video, types, description_tokens, qa_tokens, session.stop)) as events:
                     for event in events:
                         if event is HEARTBEAT:  # nothing new: an update all the same (a client that left is seen)
-                            yield progress, skip, skip, skip, skip, skip
+                            yield self.waiting(progress), skip, skip, skip, skip, skip
                         elif isinstance(event, Planned):
                             calls = event.plan.calls
                             progress = (f"{event.total_steps} model calls: {calls['level1']} level-1, "
@@ -249,6 +249,14 @@ class SynthPanel:
         finally:
             session.idle.set()
             session.stop.clear()
+
+    def waiting(self, progress: str) -> str:
+        """The progress line, and while an answer has the GPU (the synthesis's next call waits for its
+        turn: gpu_queue), that it waits."""
+        running = self.model.gpu_queue.running
+        if running is None or running == "a synthesis call":
+            return progress
+        return f"{progress} (waiting for the GPU: {running} is running)"
 
     @staticmethod
     def table(result: SynthResult) -> list[list[Any]]:
