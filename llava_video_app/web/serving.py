@@ -361,7 +361,6 @@ class ModelRunner:
                         lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings,
                                                     stop, visitor, clip), stop):
                     if isinstance(item, GenerationStats):  # the decoding was done before the turn: count it in
-                        item.video_cached = item.video_cached or clip_cached
                         item.video_s = 0.0 if clip_cached else decode_s
                         item.time_to_first_token_s += item.video_s
                         item.total_s += item.video_s
