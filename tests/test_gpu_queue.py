@@ -209,3 +209,19 @@ def test_a_synthesis_waiting_for_an_answer_says_so_and_goes_on_after_it(scripted
     answer.leave()
     progress = [outputs[0] for outputs in running]
     assert progress[-1].startswith("Done: ") and "waiting" not in progress[-1]
+
+
+def test_an_answer_cut_short_keeps_its_own_stats_taken_in_its_turn(tiny_engine, sample_video):
+    """The engine's last stats are whoever's call ran last: an answer closed early (a cancelled event) takes
+    its own within its turn, so the status line never shows another visitor's (cache hits, reused tokens)."""
+    chat = VideoChat(tiny_engine)
+    asking = chat.ask(str(sample_video), "What happens?", 0, None, 8, 12, 0.0, 1.0, None)
+    for outputs in asking:
+        if outputs[0][-1]["role"] == "assistant" and outputs[0][-1]["content"]:
+            break  # the answer is running
+    asking.close()  # the event is cancelled
+    runner = ModelRunner(tiny_engine)
+    other = list(runner.answer(str(sample_video), "Who else?", (), 8, None, None, GenerationSettings(max_new_tokens=2),
+                               StopFlag(), "another visitor"))
+    stats = chat.sessions.get(None).stats
+    assert stats is not None and stats.stopped and stats is not tiny_engine.last_stats and other[-1].new_tokens == 2

@@ -136,7 +136,9 @@ class VideoChat:
         session = self.sessions.get(request)
         session.stop.clear()
         session.idle.clear()
-        answers = self.model.answer(video, question, history, frames, start, end, settings, session.stop, visitor)
+        cut_short: list[GenerationStats] = []  # the stats of an answer closed early (never another visitor's)
+        answers = self.model.answer(video, question, history, frames, start, end, settings, session.stop, visitor,
+                                    cut_short.append)
         stats = None
         try:
             yield (chat_messages([*history, Turn(question, "")]), conversation,
@@ -161,7 +163,7 @@ class VideoChat:
             raise
         finally:
             answers.close()  # now, not when garbage-collected: the engine records its stats on closing
-            session.stats = stats or engine.last_stats
+            session.stats = stats or (cut_short[-1] if cut_short else None)
             session.idle.set()
             if len(conversation.turns) > len(history):  # an answer, maybe cut short by Stop: how it was made
                 conversation.record(len(history), self.provenance(engine, video, clip, settings, session.stats,

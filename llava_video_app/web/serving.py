@@ -335,15 +335,19 @@ class ModelRunner:
         return self.holder.gpu_queue
 
     def answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-               end: float | None, settings: GenerationSettings, stop: StopFlag,
-               visitor: str = "") -> Iterator[str | GenerationStats | Waiting]:
+               end: float | None, settings: GenerationSettings, stop: StopFlag, visitor: str = "",
+               cut_short: Callable[[GenerationStats], None] | None = None) -> Iterator[str | GenerationStats | Waiting]:
         """The answer's text as it grows (chunks made while Gradio was busy come joined), then its
         GenerationStats; the user's mistakes as gr.Error. `visitor`: whose caches (Sessions.key).
 
         The request is checked and its video read and decoded first, outside the GPU's line (a read
         that stalls, up to its deadline, holds this request only); then the answer waits for its turn,
         yielding Waiting every WAITING_HEARTBEAT_S (the visitor sees where it stands, and Gradio
-        notices a client that left), and holds the GPU for its model call alone."""
+        notices a client that left), and holds the GPU for its model call alone.
+
+        `cut_short(stats)`: called with the answer's stats when it is closed before yielding them (a
+        Stop, a cancelled event), from within its turn: the engine's last stats are then this
+        answer's, not another visitor's made since."""
         with user_errors(video):
             engine = self.holder.get()
             with visiting(visitor):
@@ -357,14 +361,20 @@ class ModelRunner:
                     if stop.is_set():  # Stop while waiting: nothing ran
                         return
                     yield Waiting(self.gpu_queue.waiting_line(ticket))
-                for item in stream_in_thread(
-                        lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings,
-                                                    stop, visitor, clip), stop):
-                    if isinstance(item, GenerationStats):  # the decoding was done before the turn: count it in
-                        item.video_s = 0.0 if clip_cached else decode_s
-                        item.time_to_first_token_s += item.video_s
-                        item.total_s += item.video_s
-                    yield item
+                stats, before = None, engine.last_stats
+                try:
+                    for item in stream_in_thread(
+                            lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings,
+                                                        stop, visitor, clip), stop):
+                        if isinstance(item, GenerationStats):  # the decoding was done before the turn: count it in
+                            stats = item
+                            item.video_s = 0.0 if clip_cached else decode_s
+                            item.time_to_first_token_s += item.video_s
+                            item.total_s += item.video_s
+                        yield item
+                finally:
+                    if stats is None and cut_short is not None and engine.last_stats is not before:  # this call's
+                        cut_short(engine.last_stats)
 
     def synth_engine(self) -> TakingTurns:
         """The engine for the synthesis recipe: itself (on ZeroGPU each model call in a GPU slot), each
