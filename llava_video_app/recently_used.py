@@ -3,6 +3,7 @@ first, bounded in entries and in bytes, so a few long or large videos cannot hol
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
@@ -21,32 +22,41 @@ class RecentlyUsed(OrderedDict):
         self.max_bytes = max_bytes
         self.nbytes = 0
         self._sizes: dict[Hashable, int] = {}
+        # Requests read their videos at once (outside the GPU's turns) while a model call and a Clear use
+        # the cache: lookups and changes are one at a time; make() runs outside (a decode takes long).
+        self._lock = threading.RLock()
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> tuple[Any, bool]:
-        if key in self:
-            self.move_to_end(key)
-            return self[key], True
+        with self._lock:
+            if key in self:
+                self.move_to_end(key)
+                return self[key], True
         value = make()
         size = nbytes_of(value)
         if self.size and (self.max_bytes is None or size <= self.max_bytes):
-            self[key] = value
-            self._sizes[key] = size
-            self.nbytes += size
-            while len(self) > self.size or (self.max_bytes is not None and self.nbytes > self.max_bytes):
-                oldest, _ = self.popitem(last=False)
-                self.nbytes -= self._sizes.pop(oldest)
+            with self._lock:
+                if key in self:  # made meanwhile by another request: keep one
+                    self.nbytes -= self._sizes.pop(key)
+                self[key] = value
+                self._sizes[key] = size
+                self.nbytes += size
+                while len(self) > self.size or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+                    oldest, _ = self.popitem(last=False)
+                    self.nbytes -= self._sizes.pop(oldest)
         return value, False
 
     def drop_where(self, matches: Callable[[Hashable], bool]) -> None:
         """Drop the entries whose key `matches`."""
-        for key in [k for k in self if matches(k)]:
-            del self[key]
-            self.nbytes -= self._sizes.pop(key)
+        with self._lock:
+            for key in [k for k in self if matches(k)]:
+                del self[key]
+                self.nbytes -= self._sizes.pop(key)
 
     def clear(self) -> None:
-        super().clear()
-        self._sizes.clear()
-        self.nbytes = 0
+        with self._lock:
+            super().clear()
+            self._sizes.clear()
+            self.nbytes = 0
 
 
 def nbytes_of(value: Any) -> int:

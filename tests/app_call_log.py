@@ -5,7 +5,9 @@ many prompt tokens were reused) to $LLAVA_TEST_CALL_LOG, and waits
 $LLAVA_TEST_TOKEN_DELAY s per chunk, as a GPU would per token (the tiny model is much faster), so that
 a test can act while a call runs. $LLAVA_TEST_STALL: files whose name contains it block in their open
 for good (as on a stalled disk; tests/test_video_deadline.py's injection), with the header-read deadline
-set to $LLAVA_TEST_PROBE_DEADLINE s. Run as `python tests/app_call_log.py <app.py's flags>`."""
+set to $LLAVA_TEST_PROBE_DEADLINE s. $LLAVA_TEST_HOLD: files whose name contains it block in their open
+until the file $LLAVA_TEST_HOLD_RELEASE exists (a read that stalls until the test lets it go).
+Run as `python tests/app_call_log.py <app.py's flags>`."""
 
 from __future__ import annotations
 
@@ -53,18 +55,37 @@ def _logged(name: str, question_at: int):
 
 
 STALL = os.environ.get("LLAVA_TEST_STALL")  # files whose name contains this never finish opening
-if STALL:
+HOLD = os.environ.get("LLAVA_TEST_HOLD")  # files whose name contains this open once HOLD_RELEASE exists
+if STALL or HOLD:
     from llava_video_app.video import deadline, probe
     from llava_video_app.video.admission import open_container
 
     def _stalling_open(admitted):
-        if STALL in admitted.path:  # a stalled disk or mount: the read never returns
+        if STALL and STALL in admitted.path:  # a stalled disk or mount: the read never returns
             _log(f"stalled {Path(admitted.path).name}")
             threading.Event().wait()
+        if HOLD and HOLD in admitted.path:
+            _log(f"held {Path(admitted.path).name}")
+            while not os.path.exists(os.environ["LLAVA_TEST_HOLD_RELEASE"]):
+                time.sleep(0.05)
+            _log(f"released {Path(admitted.path).name}")
         return open_container(admitted)
 
     probe.open_container = _stalling_open
     deadline.PROBE_DEADLINE_S = float(os.environ.get("LLAVA_TEST_PROBE_DEADLINE", deadline.PROBE_DEADLINE_S))
+
+if os.environ.get("LLAVA_TEST_LOG_TURNS"):  # also log each answer joining the GPU's line ("join an answer")
+    from llava_video_app.gpu_queue import GpuQueue
+
+    _join = GpuQueue.join
+
+    def _logged_join(self, label):
+        ticket = _join(self, label)
+        if label != "a synthesis call":
+            _log(f"join {label}")
+        return ticket
+
+    GpuQueue.join = _logged_join
 
 _logged("stream", 1)  # stream(video, question, ...)
 _logged("stream_text", 0)  # stream_text(question, ...)

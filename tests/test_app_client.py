@@ -1,6 +1,6 @@
 """The app as people run it: `python app.py` in a subprocess on a free local port, with the tiny
 checkpoint, driven over HTTP by gradio_client (upload, streamed answers, question types, bad input,
-the upload limit, one generation at a time)."""
+the upload limit, requests past the answering workers waiting in Gradio's queue with their place)."""
 
 import hashlib
 import json
@@ -86,10 +86,14 @@ def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
         client.predict(handle_file(str(big)), "What?", api_name="/ask")
 
 
-def test_one_generation_at_a_time_and_the_others_see_their_place(client, sample_video):
+def test_requests_past_the_answering_workers_see_their_place_and_all_are_answered(client, sample_video):
+    """MODEL_EVENT_WORKERS answering requests run at once (they read their videos, then take the GPU in
+    turns: tests/test_gpu_queue.py, tests/test_app_fair.py); the ones past them wait in Gradio's queue."""
+    from llava_video_app.web.serving import MODEL_EVENT_WORKERS
+
     video = handle_file(str(sample_video))
     jobs = [client.submit(video, f"Describe everything, take {i}.", max_new_tokens=60, api_name="/ask")
-            for i in range(3)]
+            for i in range(MODEL_EVENT_WORKERS + 3)]
     running_states = (Status.PROCESSING, Status.ITERATING)
     waited_with_rank = False
     deadline = time.monotonic() + 90
@@ -101,7 +105,7 @@ def test_one_generation_at_a_time_and_the_others_see_their_place(client, sample_
         if running and any(s.code == Status.IN_QUEUE and s.rank is not None for s in statuses):
             waited_with_rank = True
         time.sleep(0.01)
-    assert waited_with_rank, "requests wait in the queue, with their place, while one generates"
+    assert waited_with_rank, "requests wait in the queue, with their place, while the workers run"
     answers = [job.result(timeout=60) for job in jobs]
     assert all(isinstance(a, str) and a for a in answers), "every queued request gets its answer"
 

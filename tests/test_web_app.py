@@ -5,15 +5,16 @@ import pytest
 
 from llava_video_app.config import AppConfig
 from llava_video_app.web.app import build_ui, launch
-from llava_video_app.web.serving import MODEL_EVENTS
+from llava_video_app.web.serving import MODEL_EVENT_WORKERS, MODEL_EVENTS
 
 
-def test_build_ui_wires_the_api_and_one_generation_at_a_time(tiny_engine):
+def test_build_ui_wires_the_api_and_requests_that_take_the_gpu_in_turns(tiny_engine):
     demo = build_ui(tiny_engine)
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     for name in ("caption", "ask", "ask_type", "ask_record"):
         assert fns[name].api_visibility == "public"
-        assert fns[name].concurrency_id == MODEL_EVENTS and fns[name].concurrency_limit == 1
+        # several at once read their videos; the model runs one call at a time (gpu_queue, tests/test_gpu_queue.py)
+        assert fns[name].concurrency_id == MODEL_EVENTS and fns[name].concurrency_limit == MODEL_EVENT_WORKERS > 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
     assert len(model_events) == 7  # the four endpoints and the UI's Ask, regenerate and edit
     api = demo.get_api_info()["named_endpoints"]

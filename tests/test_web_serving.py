@@ -5,6 +5,7 @@ import gradio as gr
 import pytest
 
 from llava_video_app.config import AppConfig, GenerationSettings
+from llava_video_app.video import VideoClip
 from llava_video_app.web.ask_tab import VideoChat
 from llava_video_app.web.serving import EngineHolder
 from llava_video_app.web.zerogpu import StopFlag
@@ -22,8 +23,10 @@ def test_the_model_runs_through_the_gpu_wrapper(tiny_engine, sample_video):
 
     chat = VideoChat(tiny_engine, gpu=gpu)
     answers = list(chat.api_ask(str(sample_video), "What?", 8, None, None, 3, 0.0, 1.0))
-    assert len(wrapped) == 1 and isinstance(wrapped[0][-2], StopFlag)
-    assert wrapped[0][-1] == "local", "whose caches: the session (none without a request)"
+    assert len(wrapped) == 1 and isinstance(wrapped[0][-3], StopFlag)
+    assert wrapped[0][-2] == "local", "whose caches: the session (none without a request)"
+    clip = wrapped[0][-1]  # decoded before the GPU's turn: nothing reads the file in the wrapped call
+    assert isinstance(clip, VideoClip) and len(clip.frame_indices) == 8
     assert answers[-1] and answers[-1] == tiny_engine.ask(str(sample_video), "What?",
                                                           settings=GenerationSettings(max_new_tokens=3))
 

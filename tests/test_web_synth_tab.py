@@ -16,7 +16,7 @@ from llava_video_app.sample_videos import make_video
 from llava_video_app.synth.result import SynthResult
 from llava_video_app.web.app import build_ui
 from llava_video_app.web.ask_tab import VideoChat
-from llava_video_app.web.serving import MODEL_EVENTS, ModelRunner
+from llava_video_app.web.serving import MODEL_EVENTS, SYNTH_EVENTS, ModelRunner
 from llava_video_app.web.synth_tab import (
     SYNTH_COLUMNS,
     SynthPanel,
@@ -190,9 +190,11 @@ def test_api_synth_streams_progress_then_json(panel, video):
 def test_build_ui_wires_the_tab_and_the_synth_endpoint(tiny_engine, tmp_path):
     demo = build_ui(tiny_engine, extra_tabs=[lambda model, ask_video: synth_tab(model, ask_video, tmp_path)])
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert fns["synth"].concurrency_id == MODEL_EVENTS and fns["synth"].concurrency_limit == 1
+    # one synthesis at a time, in a queue of its own; its model calls take turns with the answers' (gpu_queue)
+    assert fns["synth"].concurrency_id == SYNTH_EVENTS and fns["synth"].concurrency_limit == 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
-    assert len(model_events) == 9  # ask, regenerate, edit, the four endpoints, Generate, /synth
+    assert len(model_events) == 7  # ask, regenerate, edit, the four endpoints
+    assert len([fn for fn in demo.fns.values() if fn.concurrency_id == SYNTH_EVENTS]) == 2  # Generate, /synth
     api = demo.get_api_info()["named_endpoints"]
     assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record", "/synth"}
     assert [p["parameter_name"] for p in api["/synth"]["parameters"]] == ["video"]

@@ -39,10 +39,12 @@ from .conversation import (
     question_for_task,
 )
 from .serving import (
+    MODEL_EVENT_WORKERS,
     MODEL_EVENTS,
     EngineHolder,
     ModelRunner,
     Sessions,
+    Waiting,
     refuse,
     status_line,
     user_errors,
@@ -134,16 +136,25 @@ class VideoChat:
         session = self.sessions.get(request)
         session.stop.clear()
         session.idle.clear()
-        answers = self.model.answer(video, question, history, frames, start, end, settings, session.stop, visitor)
+        cut_short: list[GenerationStats] = []  # the stats of an answer closed early (never another visitor's)
+        answers = self.model.answer(video, question, history, frames, start, end, settings, session.stop, visitor,
+                                    cut_short.append)
         stats = None
         try:
             yield (chat_messages([*history, Turn(question, "")]), conversation,
                    frame_gallery(clip) if new else gr.skip(), "Answering…", "")
-            answer = ""
+            answer, waited = "", False
             for item in answers:
                 if isinstance(item, GenerationStats):
                     stats = item
                     continue
+                if isinstance(item, Waiting):  # another call has the GPU: say so, and where this one stands
+                    waited = True
+                    yield gr.skip(), gr.skip(), gr.skip(), item.message, gr.skip()
+                    continue
+                if waited:
+                    waited = False
+                    yield gr.skip(), gr.skip(), gr.skip(), "Answering…", gr.skip()
                 answer += item
                 conversation.turns[len(history):] = [Turn(question, answer)]
                 yield chat_messages(conversation.turns), conversation, gr.skip(), gr.skip(), gr.skip()
@@ -152,7 +163,7 @@ class VideoChat:
             raise
         finally:
             answers.close()  # now, not when garbage-collected: the engine records its stats on closing
-            session.stats = stats or engine.last_stats
+            session.stats = stats or (cut_short[-1] if cut_short else None)
             session.idle.set()
             if len(conversation.turns) > len(history):  # an answer, maybe cut short by Stop: how it was made
                 conversation.record(len(history), self.provenance(engine, video, clip, settings, session.stats,
@@ -327,6 +338,8 @@ class VideoChat:
                                       checked.generation, StopFlag(), Sessions.key(request)):
             if isinstance(item, GenerationStats):
                 stats = item
+            elif isinstance(item, Waiting):  # the answer's text only: no word of the line
+                continue
             elif item:
                 text += item
                 yield text, None
@@ -413,7 +426,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     """The tab's components and events (inside a gr.Tab; `status` is the page's status line). Returns
     the video component, which other tabs work on too."""
     config = chat.config
-    model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
+    model_event = dict(concurrency_limit=MODEL_EVENT_WORKERS, concurrency_id=MODEL_EVENTS)  # GPU: gpu_queue
     private = dict(api_visibility="private")
     state = gr.State(ChatState())
     with gr.Row():
@@ -507,7 +520,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
 def ask_api(chat: VideoChat) -> None:
     """/caption, /ask and /ask_type (gradio_client / MCP): hidden inputs, the growing answer as output."""
     config = chat.config
-    model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
+    model_event = dict(concurrency_limit=MODEL_EVENT_WORKERS, concurrency_id=MODEL_EVENTS)  # GPU: gpu_queue
     with gr.Column(visible=False):
         api_video = gr.File(label="video", type="filepath")
         api_question = gr.Textbox(label="question")

@@ -22,13 +22,21 @@ import gradio as gr
 
 from ..config import AppConfig, GenerationSettings
 from ..engine import Engine, GenerationStats, visiting
+from ..gpu_queue import GpuQueue, TakingTurns
 from ..prompts import Turn
 from ..video import VideoClip, VideoError
 from .zerogpu import EngineOnGpu, Gpu, StopFlag, gpu_duration, synth_call_duration
 
-# Concurrency id of every event that runs the model, in every tab, with a limit of 1: one generation at
-# a time; the others wait in Gradio's queue and see their place.
+# Concurrency id of the events that answer (the Ask tab's and the endpoints), with a limit of
+# MODEL_EVENT_WORKERS: that many requests at once check and read their video (a read that stalls holds
+# only its own request); the model itself runs one call at a time, in turns (gpu_queue.GpuQueue).
 MODEL_EVENTS = "model"
+MODEL_EVENT_WORKERS = 8
+# Concurrency id of the synthesis events, with a limit of 1: one synthesis at a time in a queue of its
+# own; each of its model calls takes a turn in the same GPU line as the answers.
+SYNTH_EVENTS = "synth"
+# How often an answer that waits for the GPU re-sends where it stands in the line.
+WAITING_HEARTBEAT_S = 0.5
 
 
 class EngineHolder:
@@ -40,6 +48,7 @@ class EngineHolder:
         self.engine = engine
         self.error: str | None = None
         self.messages: list[str] = []
+        self.gpu_queue = GpuQueue()  # every model call of every tab takes its turn here
         self._done = threading.Event()
         if engine is not None:
             self._done.set()
@@ -217,6 +226,12 @@ class _Failed:
 HEARTBEAT = object()
 
 
+@dataclass
+class Waiting:
+    """Yielded by ModelRunner.answer while the answer waits for its turn on the GPU: what to tell the visitor."""
+    message: str
+
+
 def stream_in_thread(make_stream: Callable[[], Iterator[Any]], stop: threading.Event,
                      heartbeat: float | None = None) -> Iterator[Any]:
     """The items of `make_stream()`, produced in a thread of its own, so that the time Gradio takes per
@@ -293,14 +308,16 @@ class ModelRunner:
 
     def _answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
                 end: float | None, settings: GenerationSettings, stop: StopFlag,
-                visitor: str = "") -> Iterator[str | GenerationStats]:
+                visitor: str = "", clip: VideoClip | None = None) -> Iterator[str | GenerationStats]:
         """Text chunks of the answer, then the answer's GenerationStats (runs on the GPU), from and into
-        the `visitor`'s caches."""
+        the `visitor`'s caches. `clip`: the video already decoded (answer() does it before its turn, so
+        no read of the file happens in the turn); None: decoded here."""
         engine = self.holder.get()
         with visiting(visitor):
-            engine.check_request(video, question, history, frames=frames, start=start, end=end,
-                                 max_new_tokens=settings.max_new_tokens)  # before any decoding
-            clip = engine.load_clip(video, frames=frames, start=start, end=end)
+            if clip is None:
+                engine.check_request(video, question, history, frames=frames, start=start, end=end,
+                                     max_new_tokens=settings.max_new_tokens)  # before any decoding
+                clip = engine.load_clip(video, frames=frames, start=start, end=end)
             yield from engine.stream(clip, question, history, settings=settings, stop=stop)
             yield engine.last_stats
 
@@ -313,17 +330,55 @@ class ModelRunner:
         else:
             yield from engine.stream(clip, question, history, settings=settings, stop=stop)
 
-    def answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-               end: float | None, settings: GenerationSettings, stop: StopFlag,
-               visitor: str = "") -> Iterator[str | GenerationStats]:
-        """The answer's text as it grows (chunks made while Gradio was busy come joined), then its
-        GenerationStats; the user's mistakes as gr.Error. `visitor`: whose caches (Sessions.key)."""
-        with user_errors(video):
-            yield from stream_in_thread(
-                lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings, stop,
-                                            visitor), stop)
+    @property
+    def gpu_queue(self) -> GpuQueue:
+        return self.holder.gpu_queue
 
-    def synth_engine(self) -> Engine | EngineOnGpu:
-        """The engine for the synthesis recipe: itself, or on ZeroGPU each model call in a GPU slot."""
+    def answer(self, video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
+               end: float | None, settings: GenerationSettings, stop: StopFlag, visitor: str = "",
+               cut_short: Callable[[GenerationStats], None] | None = None) -> Iterator[str | GenerationStats | Waiting]:
+        """The answer's text as it grows (chunks made while Gradio was busy come joined), then its
+        GenerationStats; the user's mistakes as gr.Error. `visitor`: whose caches (Sessions.key).
+
+        The request is checked and its video read and decoded first, outside the GPU's line (a read
+        that stalls, up to its deadline, holds this request only); then the answer waits for its turn,
+        yielding Waiting every WAITING_HEARTBEAT_S (the visitor sees where it stands, and Gradio
+        notices a client that left), and holds the GPU for its model call alone.
+
+        `cut_short(stats)`: called with the answer's stats when it is closed before yielding them (a
+        Stop, a cancelled event), from within its turn: the engine's last stats are then this
+        answer's, not another visitor's made since."""
+        with user_errors(video):
+            engine = self.holder.get()
+            with visiting(visitor):
+                engine.check_request(video, question, history, frames=frames, start=start, end=end,
+                                     max_new_tokens=settings.max_new_tokens)  # before any decoding
+                started = time.perf_counter()
+                clip, clip_cached = engine._load_clip(video, frames=frames, start=start, end=end)
+                decode_s = time.perf_counter() - started
+            with self.gpu_queue.join("an answer") as ticket:
+                while not ticket.wait(WAITING_HEARTBEAT_S):
+                    if stop.is_set():  # Stop while waiting: nothing ran
+                        return
+                    yield Waiting(self.gpu_queue.waiting_line(ticket))
+                stats, before = None, engine.last_stats
+                try:
+                    for item in stream_in_thread(
+                            lambda: self._answer_on_gpu(video, question, tuple(history), frames, start, end, settings,
+                                                        stop, visitor, clip), stop):
+                        if isinstance(item, GenerationStats):  # the decoding was done before the turn: count it in
+                            stats = item
+                            item.video_s = 0.0 if clip_cached else decode_s
+                            item.time_to_first_token_s += item.video_s
+                            item.total_s += item.video_s
+                        yield item
+                finally:
+                    if stats is None and cut_short is not None and engine.last_stats is not before:  # this call's
+                        cut_short(engine.last_stats)
+
+    def synth_engine(self) -> TakingTurns:
+        """The engine for the synthesis recipe: itself (on ZeroGPU each model call in a GPU slot), each
+        model call taking its turn in the GPU's line, so that answers go between a synthesis's calls."""
         engine = self.holder.get()
-        return engine if self._synth_call_on_gpu is None else EngineOnGpu(engine, self._synth_call_on_gpu)
+        inner = engine if self._synth_call_on_gpu is None else EngineOnGpu(engine, self._synth_call_on_gpu)
+        return TakingTurns(inner, self.gpu_queue)

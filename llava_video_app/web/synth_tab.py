@@ -44,7 +44,7 @@ from ..synth.saving import export_run, save_edited_pairs
 from ..video import VideoError
 from .serving import (
     HEARTBEAT,
-    MODEL_EVENTS,
+    SYNTH_EVENTS,
     EngineHolder,
     ModelRunner,
     Sessions,
@@ -213,7 +213,7 @@ class SynthPanel:
                 with closing(self.events(video, types, description_tokens, qa_tokens, session.stop)) as events:
                     for event in events:
                         if event is HEARTBEAT:  # nothing new: an update all the same (a client that left is seen)
-                            yield progress, skip, skip, skip, skip, skip
+                            yield self.waiting(progress), skip, skip, skip, skip, skip
                         elif isinstance(event, Planned):
                             calls = event.plan.calls
                             progress = (f"{event.total_steps} model calls: {calls['level1']} level-1, "
@@ -250,6 +250,14 @@ class SynthPanel:
         finally:
             session.idle.set()
             session.stop.clear()
+
+    def waiting(self, progress: str) -> str:
+        """The progress line, and while an answer has the GPU (the synthesis's next call waits for its
+        turn: gpu_queue), that it waits."""
+        running = self.model.gpu_queue.running
+        if running is None or running == "a synthesis call":
+            return progress
+        return f"{progress} (waiting for the GPU: {running} is running)"
 
     @staticmethod
     def table(result: SynthResult) -> list[list[Any]]:
@@ -332,7 +340,7 @@ def synth_tab(model: ModelRunner, ask_video: gr.Video | None = None,
     """The "Generate synthetic QA" tab (an `extra_tabs` entry of app.build_ui, which passes the Ask
     tab's video as `ask_video`; None: a tab on its own) and the /synth endpoint."""
     panel = SynthPanel(model, out_dir)
-    model_event = dict(concurrency_limit=1, concurrency_id=MODEL_EVENTS)
+    model_event = dict(concurrency_limit=1, concurrency_id=SYNTH_EVENTS)  # the GPU: a turn per call (gpu_queue)
     private = dict(api_visibility="private")
     all_types = [t.name for t in QUESTION_TYPES]
     with gr.Tab("Generate synthetic QA", id="synth"):

@@ -52,9 +52,10 @@ class StopFlag(threading.Event):
 
 
 def gpu_duration(video: str, question: str, history: Sequence[Turn], frames: int, start: float | None,
-                 end: float | None, settings: GenerationSettings, stop: StopFlag, visitor: str = "") -> int:
+                 end: float | None, settings: GenerationSettings, stop: StopFlag, visitor: str = "",
+                 clip: VideoClip | None = None) -> int:
     """Seconds of ZeroGPU time to ask for one answer (spaces.GPU's dynamic duration): room for
-    decoding and encoding the frames, the prefill, and max_new_tokens at a slow 20 tokens/s.
+    decoding (when `clip` is None) and encoding the frames, the prefill, and max_new_tokens at a slow 20 tokens/s.
     64 frames and 1024 tokens: 97 s."""
     return int(min(300, 30 + 0.25 * frames + settings.max_new_tokens / 20))
 
