@@ -127,3 +127,20 @@ def test_what_the_model_sees_says_why_it_cannot_show(tiny_checkpoint, sample_vid
     fake.write_text("not a video")
     summary, prompt = what_the_model_sees(config, str(fake), "q", 8, 0, None, None)
     assert summary.startswith("**Nothing to show:**") and "notes.mp4" in summary and str(tmp_path) not in summary
+
+
+def test_what_the_model_sees_is_the_prompt_ask_sends(tiny_engine, tmp_path):
+    """As the page fills the boxes (on_video: Start 0, End the length floored to 1/100), the panel's prompt
+    is the very prompt the answer's provenance hashes."""
+    import hashlib
+
+    from llava_video_app.sample_videos import make_video
+    from llava_video_app.web.ask_tab import VideoChat
+
+    video = str(make_video(tmp_path / "odd.mp4", seconds=181 / 30, fps=30, size=(64, 48)))
+    chat = VideoChat(tiny_engine)
+    start, end, _, state, _, _ = chat.on_video(video)
+    assert end < state.duration, "the End box shows less than the length: the case where the trim matters"
+    _, prompt = chat.model_view(video, "What moves?", 8, start, end, state)
+    *_, (messages, state, *_rest) = chat.ask(video, "What moves?", start, end, 8, 4, 0.0, 1.0, state)
+    assert state.records[0]["prompt_sha256"] == hashlib.sha256(prompt.encode()).hexdigest()
