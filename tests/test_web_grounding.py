@@ -144,3 +144,26 @@ def test_what_the_model_sees_is_the_prompt_ask_sends(tiny_engine, tmp_path):
     _, prompt = chat.model_view(video, "What moves?", 8, start, end, state)
     *_, (messages, state, *_rest) = chat.ask(video, "What moves?", start, end, 8, 4, 0.0, 1.0, state)
     assert state.records[0]["prompt_sha256"] == hashlib.sha256(prompt.encode()).hexdigest()
+
+
+def test_a_file_browsers_cannot_play_gets_a_plain_note(tmp_path):
+    from llava_video_app.sample_videos import make_video
+    from llava_video_app.web.preview import preview_note
+
+    avi = make_video(tmp_path / "clip.avi", seconds=1, fps=10, size=(64, 48), codec="mpeg4")
+    ts = make_video(tmp_path / "clip.ts", seconds=1, fps=10, size=(64, 48))
+    mp4 = make_video(tmp_path / "clip.mp4", seconds=1, fps=10, size=(64, 48))
+    assert "No preview" in preview_note(str(avi)) and "clip.avi (AVI with mpeg4 video)" in preview_note(str(avi))
+    assert "the model reads it all the same" in preview_note(str(ts)) and "MPEG-TS" in preview_note(str(ts))
+    assert preview_note(str(mp4)) == ""
+    (tmp_path / "notes.mp4").write_text("not a video")
+    assert preview_note(str(tmp_path / "notes.mp4")) == "", "an unusable file: on_video already says so"
+
+
+def test_the_info_line_carries_the_note(tiny_engine, tmp_path):
+    from llava_video_app.sample_videos import make_video
+    from llava_video_app.web.ask_tab import VideoChat
+
+    avi = make_video(tmp_path / "clip.avi", seconds=1, fps=10, size=(64, 48), codec="mpeg4")
+    _, end, info, state, _, _ = VideoChat(tiny_engine).on_video(str(avi))
+    assert info.startswith("1.00 s") and "No preview" in info and state.video == str(avi) and end == 1.0

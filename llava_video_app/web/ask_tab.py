@@ -50,6 +50,7 @@ from .serving import (
 )
 from .model_view import what_the_model_sees
 from .player import SEEK_JS, SEEK_TO_JS, trim_bar
+from .preview import PREVIEW_JS, preview_note
 from .zerogpu import Gpu, StopFlag
 
 FRAMES_MIN = 8  # the slider's low end; its high end is the app's max_frames
@@ -105,6 +106,8 @@ class VideoChat:
             return 0, None, f"**Not a usable video:** {message}", state.fresh(), [], []
         text = (f"{info.duration:.2f} s · {info.fps:.3g} fps · {info.width}×{info.height} · "
                 f"{info.total_frames} frames")
+        note = preview_note(video)  # an AVI, MPEG-TS, ...: the model reads what the browser cannot play
+        text = f"{text}\n\n{note}" if note else text
         return 0, floor2(info.duration), text, state.fresh(video, info.duration), [], []
 
     def ask(self, video: str | None, question: str, start: float | None, end: float | None, frames: float,
@@ -501,6 +504,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     idle = dict(fn=chat.buttons, inputs=[state, question], outputs=[ask_btn, stop_btn], queue=False, **private)
     # the player as a time axis (player.py): seek links in answers, the inspector's frame, the trim bar
     gr.on(None, None, None, None, js=SEEK_JS)
+    gr.on(None, None, None, None, js=PREVIEW_JS)  # an upload the browser cannot play: said plainly
     marked = dict(fn=chat.trim_range, inputs=[start, end, state], outputs=trimmed, queue=False, **private)
     seen_args = dict(fn=chat.model_view, inputs=[video, question, frames, start, end, state], outputs=[seen, prompt],
                      trigger_mode="always_last", **private)
