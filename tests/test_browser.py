@@ -444,6 +444,9 @@ def test_answer_times_and_gallery_frames_seek_the_player_and_the_inspector_steps
     page.wait_for_function("document.querySelector('#inspector-time').innerText.includes('Frame 3 of 8')",
                            timeout=20_000)
     page.wait_for_selector("#inspector-image img")
+    large = page.locator("#inspector-image img").bounding_box()
+    thumbnail = page.locator("#frames img").nth(2).bounding_box()
+    assert large["height"] > 2.5 * thumbnail["height"], "the inspector shows the frame large"
     _wait_for_player_at(page, captions[2])
     assert f"{captions[2]:.2f} s" in page.inner_text("#inspector-time")
 
@@ -475,7 +478,7 @@ def test_the_trimmed_range_is_marked_under_the_player(grounding_url, page):
         page.press(box, "Enter")
     page.wait_for_function("document.querySelector('#trim-range')?.dataset.end === '6' && "
                            "document.querySelector('#trim-range').dataset.start === '2'", timeout=30_000)
-    assert "trimmed to 2.00–6.00 s of 8.00 s" in page.inner_text("#trim-range")
+    assert "reads 2.00–6.00 s of the 8.00 s video" in page.inner_text("#trim-range")
     kept = page.locator("#trim-range .trim-kept").bounding_box()
     bar = page.locator("#trim-range .trim-kept").locator("..").bounding_box()
     assert kept["x"] - bar["x"] == pytest.approx(bar["width"] * 2 / 8, abs=2)

@@ -45,7 +45,7 @@ def _bar(html):
 
 def test_the_trim_bar_marks_start_to_end_of_the_whole_video():
     assert _bar(trim_bar(2, 6, 8)) == (25.0, 50.0)
-    assert "trimmed to 2.00–6.00 s of 8.00 s" in trim_bar(2, 6, 8)
+    assert "2.00–6.00 s of the 8.00 s video" in trim_bar(2, 6, 8)
     assert _bar(trim_bar(None, None, 8)) == (0.0, 100.0) and "the whole video" in trim_bar(None, None, 8)
     assert _bar(trim_bar(None, 4, 8)) == (0.0, 50.0) and _bar(trim_bar(6, None, 8)) == (75.0, 25.0)
     assert 'data-valid="false"' in trim_bar(6, 2, 8) and 'data-valid="false"' in trim_bar(2, 9, 8)

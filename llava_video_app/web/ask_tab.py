@@ -480,7 +480,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
                 with gr.Row():
                     prev_btn = gr.Button("◀ Previous", size="sm", elem_id="inspector-prev", interactive=False)
                     next_btn = gr.Button("Next ▶", size="sm", elem_id="inspector-next", interactive=False)
-                frame_index = gr.Number(-1, visible=False, elem_id="inspector-index")
+                frame_index = gr.State(-1)  # on the server: each step reads the one before it
                 seek_to = gr.Number(None, visible=False, elem_id="seek-to")
             with gr.Accordion("Session history and downloads", open=False, elem_id="history-panel"):
                 history = gr.Markdown("No conversations yet.", elem_id="history")
@@ -505,7 +505,8 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     # the player as a time axis (player.py): seek links in answers, the inspector's frame, the trim bar
     gr.on(None, None, None, None, js=SEEK_JS)
     gr.on(None, None, None, None, js=PREVIEW_JS)  # an upload the browser cannot play: said plainly
-    marked = dict(fn=chat.trim_range, inputs=[start, end, state], outputs=trimmed, queue=False, **private)
+    # queued, in order: unqueued, a Start change's older bar could land after the End change's newer one
+    marked = dict(fn=chat.trim_range, inputs=[start, end, state], outputs=trimmed, **private)
     seen_args = dict(fn=chat.model_view, inputs=[video, question, frames, start, end, state], outputs=[seen, prompt],
                      trigger_mode="always_last", **private)
     video.change(chat.on_video, [video, state], [start, end, info, state, chatbot, gallery],
@@ -514,10 +515,13 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     gr.on([seen_panel.expand, frames.release, start.change, end.change, question.change], **seen_args)
     inspected = [frame_image, frame_text, frame_index, seek_to, prev_btn, next_btn]
     seek = dict(fn=None, inputs=seek_to, outputs=None, js=SEEK_TO_JS)
-    gallery.select(frame_inspector.pick, gallery, inspected, queue=False, **private).then(**seek)
-    prev_btn.click(frame_inspector.previous, [gallery, frame_index], inspected, queue=False, **private).then(**seek)
-    next_btn.click(frame_inspector.following, [gallery, frame_index], inspected, queue=False, **private).then(**seek)
-    gallery.change(frame_inspector.reset, gallery, inspected, queue=False, **private)
+    # one at a time, in order: two quick clicks on Previous step back twice
+    stepping = dict(outputs=inspected, concurrency_limit=1, concurrency_id="frame-inspector", show_progress="hidden",
+                    **private)
+    gallery.select(frame_inspector.pick, gallery, **stepping).then(**seek)
+    prev_btn.click(frame_inspector.previous, [gallery, frame_index], **stepping).then(**seek)
+    next_btn.click(frame_inspector.following, [gallery, frame_index], **stepping).then(**seek)
+    gallery.change(frame_inspector.reset, gallery, **stepping)
     # typed, a task's question, an example, emptied by Ask: Ask only (Stop stays as the running answer has it)
     question.change(chat.ask_ready, [state, question], ask_btn, queue=False, **private)
     gr.on(None, **idle)  # on load

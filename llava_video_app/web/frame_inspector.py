@@ -14,6 +14,9 @@ import gradio as gr
 from ..timestamps import parse_time
 from .player import seek_link
 
+# The frames are the model's size (384 px; a few pixels for the tiny test model): shown as large as the box.
+INSPECTOR_CSS = "#inspector-image img { width: 100%; height: 100%; object-fit: contain; }\n"
+
 EMPTY = "Click a frame above to see it large; the video player jumps to its time."
 
 # (image, caption, index, seconds to seek to, previous button, next button)

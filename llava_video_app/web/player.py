@@ -75,7 +75,7 @@ def trim_bar(start: float | None, end: float | None, duration: float | None) -> 
     left, width = 100 * lo / duration, 100 * (hi - lo) / duration
     whole = lo == 0 and hi >= duration - 0.01
     words = (f"the whole video, 0–{duration:.2f} s" if whole
-             else f"trimmed to {lo:.2f}–{hi:.2f} s of {duration:.2f} s")
+             else f"{lo:.2f}–{hi:.2f} s of the {duration:.2f} s video (Start/End)")
     return (f'<div id="trim-range" data-start="{lo:g}" data-end="{hi:g}" data-valid="true">'
             '<div style="position:relative;height:8px;border-radius:4px;background:var(--neutral-300,#ccc)">'
             f'<div class="trim-kept" style="position:absolute;left:{left:.3f}%;width:{width:.3f}%;top:0;bottom:0;'
