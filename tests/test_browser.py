@@ -302,6 +302,13 @@ def test_history_survives_a_frames_change_and_downloads_with_provenance(workbenc
 ERROR_MARKS = "document.querySelectorAll('.wrap span.error, .wrap .error').length"
 
 
+def _visible_error_marks(page) -> list[str]:
+    """Gradio's red "Error" marks that a person would see: (the id of the component they sit on): text."""
+    return page.evaluate("[...document.querySelectorAll('.wrap span.error, .wrap .error')]"
+                         ".filter(e => e.checkVisibility())"
+                         ".map(e => (e.closest('[id]') || {}).id + ': ' + e.innerText)")
+
+
 def _interactive(page, elem_id: str) -> bool:
     return page.locator(f"#{elem_id}").is_enabled()
 
@@ -318,11 +325,7 @@ def test_ask_is_live_only_with_a_usable_video_and_a_question(workbench_url, page
     page.set_input_files("#video input[type=file]", str(fake))
     page.wait_for_function("document.querySelector('#video-info').innerText.includes('Not a usable video')")
     assert not _interactive(page, "ask")
-    marks = page.evaluate("[...document.querySelectorAll('.wrap span.error, .wrap .error')].map("
-                          "e => (e.closest('[id]') || {}).id + ': ' + e.innerText)")
-    # Gradio's video player can show its own "Error" when the browser fails to play the file itself (seen
-    # about once in five runs); what the app's handlers send must never paint one.
-    assert [m for m in marks if not m.startswith("video:")] == [], "no red error marks over the page"
+    assert _visible_error_marks(page) == [], "no red error marks over the page, the player's own included"
 
     # a real video and a question: Ask on; an emptied question: Ask off again
     page.click("#clear")
@@ -441,6 +444,152 @@ def test_a_raw_h264_stream_is_accepted_by_the_page_and_its_assumed_rate_shown(wo
     page.set_input_files("#video input[type=file]", files=[{"name": raw.name, "mimeType": "video/h264",
                                                             "buffer": raw.read_bytes()}])
     page.wait_for_function("document.querySelector('#video-info').innerText.includes('frames')", timeout=30_000)
-    assert page.inner_text("#video-info").strip() == ("2.00 s · 25 fps · 64×48 · 50 frames · frame rate assumed 25 fps: "
-                                                      "raw stream without timing")
+    header, note = page.inner_text("#video-info").strip().split("\n", 1)
+    assert header == "2.00 s · 25 fps · 64×48 · 50 frames · frame rate assumed 25 fps: raw stream without timing"
+    assert note.strip().startswith("No preview: browsers cannot play camera.h264"), note  # the model reads it
     _ask_in_page(page, "What happens?", "frame rate assumed 25 fps")
+
+
+# --- temporal grounding and "what the model sees" (web/player.py, frame_inspector.py, model_view.py) -------
+
+TOLD_TIMES = " The turn is at 3.2 s, and again at 0:05."  # appended to the model's own answer
+
+
+@pytest.fixture
+def grounding_url(tiny_model):
+    """The app over the tiny model, each answer ending with TOLD_TIMES (the random model never says a time)."""
+    config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=8,
+                       port=free_port())
+    engine = Engine(tiny_model, config)
+    stream = engine.stream
+
+    def telling_times(*args, **kwargs):
+        yield from stream(*args, **kwargs)
+        yield TOLD_TIMES
+
+    engine.stream = telling_times
+    chat = VideoChat(engine)
+    demo = build_ui(chat)
+    launch(demo, config, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{config.port}/"
+    finally:
+        chat.forget_session(None)
+        demo.close()
+
+
+PLAYER_TIME = "document.querySelector('#video video').currentTime"
+
+
+def _wait_for_player_at(page, seconds: float) -> None:
+    try:
+        page.wait_for_function(f"Math.abs({PLAYER_TIME} - {seconds}) < 0.02", timeout=20_000)
+    except Exception:
+        print("PLAYER AT", page.evaluate(PLAYER_TIME), "WANTED", seconds)
+        raise
+
+
+def test_answer_times_and_gallery_frames_seek_the_player_and_the_inspector_steps(grounding_url, page):
+    page.goto(grounding_url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    page.wait_for_selector("#video video", state="attached")
+    page.wait_for_function("document.querySelector('#video video').readyState >= 1", timeout=30_000)
+    _ask_in_page(page, "When does the camera turn?", "8 frames")
+
+    # the times in the answer are links; each moves the player to its second
+    page.wait_for_selector('#chat .bot a[href="#t=3.2"]', timeout=30_000)
+    page.click('#chat .bot a[href="#t=3.2"]')
+    _wait_for_player_at(page, 3.2)
+    assert "0:05" in page.inner_text('#chat .bot a[href="#t=5"]')
+    page.click('#chat .bot a[href="#t=5"]')
+    _wait_for_player_at(page, 5)
+    assert len(page.context.pages) == 1, "a time link seeks; it opens no tab"
+
+    # a frame of the gallery: large in the inspector with its time, and the player there
+    page.wait_for_function("document.querySelectorAll('#frames img').length === 8")
+    captions = [float(c.split()[0]) for c in page.locator("#frames .caption-label").all_inner_texts()]
+    assert len(captions) == 8 and captions == sorted(captions), captions
+    page.locator("#frames img").nth(2).click()
+    page.wait_for_function("document.querySelector('#inspector-time').innerText.includes('Frame 3 of 8')",
+                           timeout=20_000)
+    page.wait_for_selector("#inspector-image img")
+    large = page.locator("#inspector-image img").bounding_box()
+    thumbnail = page.locator("#frames img").nth(2).bounding_box()
+    assert large["height"] > 2.5 * thumbnail["height"], "the inspector shows the frame large"
+    _wait_for_player_at(page, captions[2])
+    assert f"{captions[2]:.2f} s" in page.inner_text("#inspector-time")
+
+    # next and previous step through the frames, the player following
+    page.click("#inspector-next")
+    page.wait_for_function("document.querySelector('#inspector-time').innerText.includes('Frame 4 of 8')",
+                           timeout=20_000)
+    _wait_for_player_at(page, captions[3])
+    page.click("#inspector-prev")
+    page.click("#inspector-prev")
+    page.wait_for_function("document.querySelector('#inspector-time').innerText.includes('Frame 2 of 8')",
+                           timeout=20_000)
+    _wait_for_player_at(page, captions[1])
+    page.click("#inspector-prev")
+    page.wait_for_function("document.querySelector('#inspector-time').innerText.includes('Frame 1 of 8')",
+                           timeout=20_000)
+    page.wait_for_function("document.querySelector('#inspector-prev').disabled", timeout=20_000)
+    _wait_for_player_at(page, captions[0])
+
+
+def test_the_trimmed_range_is_marked_under_the_player(grounding_url, page):
+    page.goto(grounding_url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#trim-range')?.innerText.includes('the whole video')",
+                           timeout=30_000)
+    for box, value in (("#start input", "2"), ("#end input", "6")):
+        page.fill(box, value)
+        page.press(box, "Enter")
+    page.wait_for_function("document.querySelector('#trim-range')?.dataset.end === '6' && "
+                           "document.querySelector('#trim-range').dataset.start === '2'", timeout=30_000)
+    assert "reads 2.00–6.00 s of the 8.00 s video" in page.inner_text("#trim-range")
+    kept = page.locator("#trim-range .trim-kept").bounding_box()
+    bar = page.locator("#trim-range .trim-kept").locator("..").bounding_box()
+    assert kept["x"] - bar["x"] == pytest.approx(bar["width"] * 2 / 8, abs=2)
+    assert kept["width"] == pytest.approx(bar["width"] * 4 / 8, abs=2)
+
+
+def test_what_the_model_sees_shows_the_prompt_with_its_time_instruction(grounding_url, page):
+    page.goto(grounding_url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    page.fill("#question textarea", "Where does the camera go?")
+    page.locator("#model-view-panel").get_by_text("What the model sees").first.click()
+    prompt = _js_value("#model-prompt textarea")
+    page.wait_for_function(f"{prompt}.includes('Where does the camera go?')", timeout=30_000)
+    text = page.input_value("#model-prompt textarea")
+    assert "The video lasts for 8.00 seconds, and 8 frames are uniformly sampled from it." in text
+    assert text.index("<image>") < text.index("The video lasts") < text.index("Where does the camera go?")
+    assert "Visual tokens" in page.inner_text("#model-view") and "pool mode" in page.inner_text("#model-view")
+
+    # a change of frames shows at once in the prompt's time instruction
+    page.get_by_text("Settings").first.click()
+    _set_number(page, "#frame-count", "10")
+    page.wait_for_function(f"{prompt}.includes('10 frames are uniformly sampled')", timeout=30_000)
+    assert " 10 frames × " in page.inner_text("#model-view")
+
+
+def test_a_video_the_browser_cannot_play_is_said_plainly_and_the_model_still_reads_it(grounding_url, page, tmp_path):
+    from llava_video_app.sample_videos import make_video
+
+    avi = make_video(tmp_path / "clip.avi", seconds=3, fps=10, size=(64, 48), codec="mpeg4")
+    page.goto(grounding_url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(avi))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('No preview')", timeout=30_000)
+    assert "the model reads it all the same" in page.inner_text("#video-info")
+    # the browser's own verdict: the player is marked, and Gradio's red mark for it is not shown
+    page.wait_for_function("document.querySelector('#video').classList.contains('no-preview')", timeout=30_000)
+    assert _visible_error_marks(page) == []
+    assert not page.locator("#video video").is_visible()
+    _ask_in_page(page, "What moves?", "8 frames")
+    page.wait_for_function("document.querySelectorAll('#frames img').length === 8")
+    assert _visible_error_marks(page) == []

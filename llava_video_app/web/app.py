@@ -22,6 +22,7 @@ import gradio as gr
 from ..config import AppConfig
 from ..engine import Engine
 from .ask_tab import VideoChat, ask_api, ask_tab
+from .frame_inspector import INSPECTOR_CSS
 from .serving import EngineHolder, ModelRunner
 from .synth_tab import synth_tab
 
@@ -34,7 +35,7 @@ PAGE_CSS = """
 #video button[aria-label="Reset video to initial value"], #video button[title="Reset video to initial value"],
 #synth-video button[aria-label="Trim video to selection"], #synth-video button[title="Trim video to selection"]
 { display: none !important; }
-"""
+""" + INSPECTOR_CSS
 
 # An extra tab: called inside the tab bar with the model runner and the Ask tab's video component.
 ExtraTab = Callable[[ModelRunner, gr.Video], Any]

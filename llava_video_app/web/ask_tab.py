@@ -27,6 +27,7 @@ from ..provenance import Provenance, settings_for, summary_of
 from ..prompts import CAPTION_QUESTION, Turn
 from ..request import check_question, check_request
 from ..video import VideoError
+from . import frame_inspector
 from .conversation import (
     TASK_CAPTION,
     TASK_OWN,
@@ -49,6 +50,9 @@ from .serving import (
     status_line,
     user_errors,
 )
+from .model_view import what_the_model_sees
+from .player import SEEK_JS, SEEK_TO_JS, trim_bar
+from .preview import PREVIEW_JS, preview_note
 from .zerogpu import Gpu, StopFlag
 
 FRAMES_MIN = 8  # the slider's low end; its high end is the app's max_frames
@@ -104,6 +108,8 @@ class VideoChat:
             return 0, None, f"**Not a usable video:** {message}", state.fresh(), [], []
         text = (f"{info.duration:.2f} s · {info.fps:.3g} fps · {info.width}×{info.height} · "
                 f"{info.total_frames} frames" + (f" · {info.timing}" if info.timing else ""))
+        note = preview_note(video)  # an AVI, MPEG-TS, ...: the model reads what the browser cannot play
+        text = f"{text}\n\n{note}" if note else text
         return 0, floor2(info.duration), text, state.fresh(video, info.duration), [], []
 
     def ask(self, video: str | None, question: str, start: float | None, end: float | None, frames: float,
@@ -141,7 +147,7 @@ class VideoChat:
                                     cut_short.append)
         stats = None
         try:
-            yield (chat_messages([*history, Turn(question, "")]), conversation,
+            yield (chat_messages([*history, Turn(question, "")], conversation.duration), conversation,
                    frame_gallery(clip) if new else gr.skip(), "Answering…", "")
             answer, waited = "", False
             for item in answers:
@@ -157,9 +163,9 @@ class VideoChat:
                     yield gr.skip(), gr.skip(), gr.skip(), "Answering…", gr.skip()
                 answer += item
                 conversation.turns[len(history):] = [Turn(question, answer)]
-                yield chat_messages(conversation.turns), conversation, gr.skip(), gr.skip(), gr.skip()
+                yield conversation.messages(), conversation, gr.skip(), gr.skip(), gr.skip()
         except gr.Error:
-            yield chat_messages(conversation.turns), conversation, gr.skip(), self.status(), question
+            yield conversation.messages(), conversation, gr.skip(), self.status(), question
             raise
         finally:
             answers.close()  # now, not when garbage-collected: the engine records its stats on closing
@@ -171,7 +177,7 @@ class VideoChat:
         if len(conversation.turns) == len(history):  # the model ended at once: keep the turn anyway
             conversation.turns.append(Turn(question, answer))
             conversation.record(len(history), self.provenance(engine, video, clip, settings, session.stats, start, end))
-        yield chat_messages(conversation.turns), conversation, gr.skip(), self.status(session.stats), gr.skip()
+        yield conversation.messages(), conversation, gr.skip(), self.status(session.stats), gr.skip()
 
     @staticmethod
     def provenance(engine: Any, video: str, clip: Any, settings: GenerationSettings,
@@ -228,7 +234,7 @@ class VideoChat:
             return [], state, ""
         turn = state.turn_of_message(undone.index)
         kept = state.rewound(turn, keep_old=False)
-        return chat_messages(kept.turns), kept, state.turns[turn].question
+        return kept.messages(), kept, state.turns[turn].question
 
     @staticmethod
     def buttons(state: ChatState | None, question: str | None, running: bool = False) -> tuple:
@@ -264,6 +270,16 @@ class VideoChat:
             current = " (current)" if c.turns and c.turns == state.turns and n == len(state.history()) else ""
             items.append(f"{n}. {name} · {c.frames} frames of {trim} · {sampling} · {len(c.turns)} turn(s){current}")
         return line, "\n".join(items) or "No conversations yet."
+
+    def trim_range(self, start: float | None, end: float | None, state: ChatState | None) -> str:
+        """The bar under the player: the part of the video the model reads (Start/End as Ask sends them)."""
+        state = state or ChatState()
+        return trim_bar(*state.trim(start, end), state.duration) if state.video else ""
+
+    def model_view(self, video: str | None, question: str | None, frames: float, start: float | None,
+                   end: float | None, state: ChatState | None) -> tuple[str, str]:
+        """"What the model sees" (model_view.py) for the video and settings on screen."""
+        return what_the_model_sees(self.config, video, question, frames, start, end, state)
 
     def export(self, state: ChatState | None, scope: str, fmt: str, request: gr.Request | None = None) -> str | None:
         """Download buttons: this conversation (scope "conversation") or the whole history, as "json"
@@ -433,6 +449,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
         with gr.Column(scale=2, min_width=320):
             video = gr.Video(label="Video", sources=["upload"], height=240, elem_id="video")
             info = gr.Markdown(elem_id="video-info")
+            trimmed = gr.HTML(elem_id="trim-bar")
             with gr.Row():
                 start = gr.Number(0, label="Start (s)", minimum=0, elem_id="start")
                 end = gr.Number(None, label="End (s)", minimum=0, elem_id="end", info="empty = to the end",
@@ -451,6 +468,10 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
                 # No precision=0: Gradio would round 2.7 before check_request could refuse it.
                 seed = gr.Number(config.seed, label="Seed", minimum=0, elem_id="seed", placeholder="random",
                                  info="empty = random; each answer's seed is in its provenance")
+            with gr.Accordion("What the model sees", open=False, elem_id="model-view-panel") as seen_panel:
+                seen = gr.Markdown(elem_id="model-view")
+                prompt = gr.Textbox(label="Prompt (exact)", lines=6, max_lines=16, interactive=False,
+                                    elem_id="model-prompt", buttons=["copy"])
         with gr.Column(scale=3, min_width=420):
             chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat", editable="user",
                                  placeholder="The answer streams here.")
@@ -464,7 +485,16 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
                 clear_btn = gr.Button("Clear / new video", elem_id="clear")
             provenance = gr.Markdown(elem_id="provenance")
             gallery = gr.Gallery(label="Frames the model saw", columns=8, height=190, object_fit="contain",
-                                 elem_id="frames", allow_preview=True)
+                                 elem_id="frames", allow_preview=False)
+            with gr.Group(elem_id="inspector"):
+                frame_image = gr.Image(label="Frame", height=300, interactive=False, elem_id="inspector-image",
+                                       show_label=False)
+                frame_text = gr.Markdown(frame_inspector.EMPTY, elem_id="inspector-time")
+                with gr.Row():
+                    prev_btn = gr.Button("◀ Previous", size="sm", elem_id="inspector-prev", interactive=False)
+                    next_btn = gr.Button("Next ▶", size="sm", elem_id="inspector-next", interactive=False)
+                frame_index = gr.State(-1)  # on the server: each step reads the one before it
+                seek_to = gr.Number(None, visible=False, elem_id="seek-to")
             with gr.Accordion("Session history and downloads", open=False, elem_id="history-panel"):
                 history = gr.Markdown("No conversations yet.", elem_id="history")
                 with gr.Row():
@@ -485,8 +515,26 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     task.change(definition_for_task, task, definition, queue=False, **private)
     shown = dict(fn=chat.show_history, inputs=state, outputs=[provenance, history], queue=False, **private)
     idle = dict(fn=chat.buttons, inputs=[state, question], outputs=[ask_btn, stop_btn], queue=False, **private)
+    # the player as a time axis (player.py): seek links in answers, the inspector's frame, the trim bar
+    gr.on(None, None, None, None, js=SEEK_JS)
+    gr.on(None, None, None, None, js=PREVIEW_JS)  # an upload the browser cannot play: said plainly
+    # queued, in order: unqueued, a Start change's older bar could land after the End change's newer one
+    marked = dict(fn=chat.trim_range, inputs=[start, end, state], outputs=trimmed, **private)
+    seen_args = dict(fn=chat.model_view, inputs=[video, question, frames, start, end, state], outputs=[seen, prompt],
+                     trigger_mode="always_last", **private)
     video.change(chat.on_video, [video, state], [start, end, info, state, chatbot, gallery],
-                 **private).then(**shown).then(**idle)
+                 **private).then(**shown).then(**idle).then(**marked).then(**seen_args)
+    gr.on([start.change, end.change], **marked)
+    gr.on([seen_panel.expand, frames.release, start.change, end.change, question.change], **seen_args)
+    inspected = [frame_image, frame_text, frame_index, seek_to, prev_btn, next_btn]
+    seek = dict(fn=None, inputs=seek_to, outputs=None, js=SEEK_TO_JS)
+    # one at a time, in order: two quick clicks on Previous step back twice
+    stepping = dict(outputs=inspected, concurrency_limit=1, concurrency_id="frame-inspector", show_progress="hidden",
+                    **private)
+    gallery.select(frame_inspector.pick, gallery, **stepping).then(**seek)
+    prev_btn.click(frame_inspector.previous, [gallery, frame_index], **stepping).then(**seek)
+    next_btn.click(frame_inspector.following, [gallery, frame_index], **stepping).then(**seek)
+    gallery.change(frame_inspector.reset, gallery, **stepping)
     # typed, a task's question, an example, emptied by Ask: Ask only (Stop stays as the running answer has it)
     question.change(chat.ask_ready, [state, question], ask_btn, queue=False, **private)
     gr.on(None, **idle)  # on load

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from ..prompts import CAPTION_QUESTION, QUESTION_TYPES, Turn, question_type
 from ..video import VideoClip
+from .player import with_seek_links
 
 TASK_CAPTION = "Detailed caption"
 TASK_OWN = "Your own question"
@@ -108,6 +109,10 @@ class ChatState:
         return {"video": video or ({"name": Path(self.video).name} if self.video else None), "frames": self.frames,
                 "trim": {"start": self.start, "end": self.end}, "turns": turns}
 
+    def messages(self) -> list[dict[str, str]]:
+        """The chat's messages for these turns, the times in answers seeking the player."""
+        return chat_messages(self.turns, self.duration)
+
     def trim(self, start: float | None, end: float | None) -> tuple[float | None, float | None]:
         """The trim range the engine gets: None for "from the beginning" (empty or 0) / "to the end"
         (empty, 0, or the video's length as the End box shows it), so an untrimmed video is sampled
@@ -118,12 +123,13 @@ class ChatState:
         return start, end
 
 
-def chat_messages(turns: Sequence[Turn]) -> list[dict[str, str]]:
+def chat_messages(turns: Sequence[Turn], duration: float | None = None) -> list[dict[str, str]]:
+    """The chat's messages; the times an answer mentions seek the player (within `duration`, when known)."""
     messages: list[dict[str, str]] = []
     for turn in turns:
         messages.append({"role": "user", "content": turn.question})
         if turn.answer:
-            messages.append({"role": "assistant", "content": turn.answer})
+            messages.append({"role": "assistant", "content": with_seek_links(turn.answer, duration)})
     return messages
 
 
