@@ -324,3 +324,20 @@ def as_conversations(comparison: Comparison, video: str | os.PathLike) -> list[d
                               "compare": {"variant": answer.variant, "differs": differs,
                                           "reused": dict(answer.reused)}})
     return conversations
+
+
+def differences_text(comparison: Comparison) -> list[str]:
+    """The differences for a terminal: one line per differing setting, its value per variant."""
+    if not comparison.differences:
+        return ["no differences in settings or input" if sum(a.provenance is not None for a in comparison.answers) > 1
+                else "fewer than two answers: nothing to compare"]
+    return [f"{name}: " + " | ".join(_shown(v) for v in values) for name, values in comparison.differences.items()]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value) if len(value) <= 8 else \
+            f"{', '.join(_shown(v) for v in value[:3])} ... {_shown(value[-1])} ({len(value)})"
+    return _num(value)
