@@ -331,13 +331,13 @@ def differences_text(comparison: Comparison) -> list[str]:
     if not comparison.differences:
         return ["no differences in settings or input" if sum(a.provenance is not None for a in comparison.answers) > 1
                 else "fewer than two answers: nothing to compare"]
-    return [f"{name}: " + " | ".join(_shown(v) for v in values) for name, values in comparison.differences.items()]
+    return [f"{name}: " + " | ".join(shown_value(v) for v in values) for name, values in comparison.differences.items()]
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ", ".join(_shown(v) for v in value) if len(value) <= 8 else \
-            f"{', '.join(_shown(v) for v in value[:3])} ... {_shown(value[-1])} ({len(value)})"
+        return ", ".join(shown_value(v) for v in value) if len(value) <= 8 else \
+            f"{', '.join(shown_value(v) for v in value[:3])} ... {shown_value(value[-1])} ({len(value)})"
     return _num(value)
