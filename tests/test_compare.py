@@ -154,3 +154,13 @@ def test_a_comparison_exports_as_conversations_marked_with_their_variant(tiny_en
     assert conversations[1]["turns"][0]["answer"] == result.answers[1].answer
     markdown = transcript.to_markdown(transcript.export(conversations))
     assert "Variant: frames=4" in markdown
+
+
+def test_a_variant_answers_as_a_plain_ask_with_its_settings_does(tiny_engine, sample_video):
+    from llava_video_app.config import GenerationSettings
+
+    result = _run(tiny_engine, sample_video, ["frames=4, temperature=1.5, seed=4"])
+    (answer,) = result.answers
+    clip = tiny_engine.load_clip(sample_video, frames=4)
+    plain = tiny_engine.ask(clip, QUESTION, settings=GenerationSettings(8, 1.5, 1.0, seed=4))
+    assert answer.answer == plain and len(plain) > 1
