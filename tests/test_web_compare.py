@@ -78,3 +78,22 @@ def test_the_api_takes_variants_one_per_line_or_between_bars():
         ["as asked", "frames=16", "pool=max, route=exact"]
     assert split_variants(["frames=4", " "]) == ["frames=4"]
     assert split_variants(None) == []
+
+
+def test_on_zerogpu_a_comparison_runs_in_one_gpu_slot_with_its_arguments_pickled(tiny_engine, sample_video):
+    """spaces.GPU hands a forked worker pickled arguments; here a wrapper does the same in-process."""
+    import pickle
+
+    slots = []
+
+    def gpu(task, duration):
+        def in_slot(*args):
+            slots.append((task.__name__, duration(*args)))
+            return task(*pickle.loads(pickle.dumps(args)))
+        return in_slot
+
+    chat = VideoChat(tiny_engine, gpu=gpu)
+    result = json.loads(comparer_of(chat).api_compare(str(sample_video), "What?", "as asked | frames=4",
+                                                      max_new_tokens=4))
+    assert [a["variant"] for a in result["answers"]] == ["as asked", "frames=4"] and result["answers"][1]["answer"]
+    assert slots == [("_compare", int(30 + 0.25 * 8 + 4 / 20 + 0.25 * 4 + 4 / 20))]  # the app has 8 frames

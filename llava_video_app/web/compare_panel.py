@@ -19,10 +19,11 @@ from .. import compare as comparing
 from ..engine import visiting
 from ..prompts import Turn
 from ..provenance import summary_of
-from ..request import check_question, check_request
+from ..request import RequestSettings, check_question, check_request
 from ..second_model import SecondModel
 from .conversation import ChatState
 from .serving import MODEL_EVENTS, Sessions, refuse, stream_in_thread, user_errors
+from .zerogpu import StopFlag
 
 SCHEMA = "llava-video/comparison/1"
 PICKED_MAX = comparing.MAX_VARIANTS - 1  # the page adds the settings as they are ("as asked") first
@@ -52,6 +53,9 @@ class Comparer:
         self.chat = chat
         self.config = chat.config
         self._second = second_model
+        # Wrapped once, as ModelRunner's calls are (spaces.GPU keeps a forked worker per wrapped function).
+        gpu = getattr(chat.model, "gpu", None)
+        self._compare_on_gpu = gpu(self._compare, compare_duration) if gpu is not None else self._compare
 
     def second_model(self) -> SecondModel:
         engine = self.chat.holder.get()
@@ -72,22 +76,25 @@ class Comparer:
             base = check_request(self.config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
                                  temperature=temperature, top_p=top_p, seed=seed)
             variants = comparing.parse_variants(variant_texts)
-        engine = self.chat.holder.get()
-        models = self.second_model()
+        self.chat.holder.get()  # loaded, or a message that says why not
         visitor = Sessions.key(request)
         stop = stop if stop is not None else self.chat.sessions.get(request).stop
-
-        def run() -> Iterator[Any]:
-            with visiting(visitor):  # the visitor's own caches
-                yield from comparing.compare(engine, video, question, variants, base, models=models, stop=stop)
-
         with user_errors(video):
-            for item in stream_in_thread(run, stop):
+            for item in stream_in_thread(lambda: self._compare_on_gpu(video, question, tuple(variants), base, stop,
+                                                                      visitor), stop):
                 if isinstance(item, comparing.Comparison):
                     for answer in item.answers:  # an upload's server path, shortened as user_errors does
                         if answer.error:
                             answer.error = answer.error.replace(str(video), video.rsplit("/", 1)[-1])
                 yield item
+
+    def _compare(self, video: str, question: str, variants: Sequence[comparing.Variant],
+                 base: RequestSettings, stop: StopFlag, visitor: str) -> Iterator[Any]:
+        """compare.compare in the `visitor`'s caches (runs on the GPU: in a ZeroGPU slot there)."""
+        engine = self.chat.holder.get()
+        with visiting(visitor):
+            yield from comparing.compare(engine, video, question, variants, base, models=self.second_model(),
+                                         stop=stop)
 
     # --- the page ---------------------------------------------------------------------------------
     def run_in_page(self, video: str | None, question_box: str, picked: Sequence[str] | None, start: float | None,
@@ -174,10 +181,16 @@ def comparer_of(chat: Any) -> Comparer:
     return comparer
 
 
-def _fresh_stop() -> Any:
-    from .zerogpu import StopFlag
-
+def _fresh_stop() -> StopFlag:
     return StopFlag()
+
+
+def compare_duration(video: str, question: str, variants: Sequence[comparing.Variant], base: RequestSettings,
+                     stop: Any, visitor: str = "") -> int:
+    """Seconds of ZeroGPU time to ask for a comparison, on gpu_duration's terms per variant (frames at
+    0.25 s, new tokens at 20/s), plus a minute to load a second quantisation."""
+    seconds = 30 + sum(0.25 * (v.frames or base.frames) + base.generation.max_new_tokens / 20 for v in variants)
+    return int(min(300, seconds + (60 if any(v.quant for v in variants) else 0)))
 
 
 def _parses(text: str) -> bool:
