@@ -189,7 +189,7 @@ def test_build_ui_wires_the_tab_and_the_synth_endpoint(tiny_engine, tmp_path):
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     assert fns["synth"].concurrency_id == MODEL_EVENTS and fns["synth"].concurrency_limit == 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
-    assert len(model_events) == 9  # ask, regenerate, edit, the four endpoints, Generate, /synth
+    assert len(model_events) == 11  # ask, regenerate, edit, Compare, the five endpoints, Generate, /synth
     api = demo.get_api_info()["named_endpoints"]
     assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record", "/compare", "/synth"}
     assert [p["parameter_name"] for p in api["/synth"]["parameters"]] == ["video"]
