@@ -283,6 +283,73 @@ def inspect(
     typer.echo(plan["prompt"])
 
 
+VariantOpt = typer.Option(..., "--variant", "-V", help="A variant of the settings, e.g. 'frames=16', 'pool=max, "
+                          "route=exact', 'temperature=0.7, seed=3', 'quant=bf16', 'as asked'; 1 to 4 of them.")
+
+
+@app.command()
+def compare(
+    video: Path = typer.Argument(..., help="Video file."),
+    question: Optional[str] = typer.Argument(None, help="Your question."),
+    variant: list[str] = VariantOpt,
+    question_type: Optional[str] = typer.Option(None, "--type", help="Ask a question type's preset question."),
+    model: Optional[str] = ModelOpt, quant: Optional[str] = QuantOpt, device: Optional[str] = DeviceOpt,
+    frames: Optional[float] = FramesOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
+    max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
+    top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
+    seed: Optional[float] = SeedOpt,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the answers with their provenance "
+                                            "(the app's conversation export, one conversation per variant) here."),
+) -> None:
+    """Ask the same question under 1-4 variants of the settings: each answer, what it reused from the
+    caches, and the settings and inputs in which the answers differ."""
+    from . import compare as comparing
+    from . import transcript
+    from .engine import Engine
+    from .second_model import SecondModel
+    from .video import plan_clip
+
+    config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
+    try:
+        text = _resolve_question(question, question_type, config)
+        variants = comparing.parse_variants(variant)
+    except ValueError as err:
+        fail(str(err))
+    config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
+                                       temperature=temperature, top_p=top_p, seed=seed)
+    require_supported_transformers()
+    stop = threading.Event()
+    try:
+        plan_clip(video, num_frames=request.frames, start=request.start, end=request.end)  # before the model loads
+        engine = Engine.from_config(config, progress=_progress)
+        shown, result = -1, None
+        for item in comparing.compare(engine, video, text, variants, request, models=SecondModel(engine), stop=stop):
+            if isinstance(item, comparing.Comparison):
+                result = item
+                continue
+            if item.index != shown:
+                sys.stdout.write(("\n" if shown >= 0 else "") + f"== {variants[item.index].label()} ==\n")
+                shown, written = item.index, 0
+            sys.stdout.write(item.text[written:])
+            sys.stdout.flush()
+            written = len(item.text)
+    except user_errors() as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        stop.set()
+        typer.echo("\n[stopped]", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    sys.stdout.write("\n" if shown >= 0 else "")
+    for answer in result.answers:
+        typer.echo(f"[{answer.variant}: {answer.error or answer.reused_text()}]", err=True)
+    typer.echo("differences:\n  " + "\n  ".join(comparing.differences_text(result)), err=True)
+    if json_out is not None:
+        json_out.write_text(transcript.to_json(transcript.export(comparing.as_conversations(result, video))),
+                            encoding="utf-8")
+    if any(a.error for a in result.answers):
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
 @app.command("tiny-checkpoint")
 def tiny_checkpoint(
     outdir: Path = typer.Argument(..., help="Folder to write the checkpoint into."),

@@ -154,28 +154,38 @@ class Engine:
 
     # --- video ------------------------------------------------------------------------------------
     def load_clip(self, path: str | os.PathLike, *, frames: int | None = None, start: float | None = None,
-                  end: float | None = None, sample_fps: float | None = None, max_frames: int | None = None) -> VideoClip:
-        """Frames + timestamps of a video file, decoded once per file and sampling (cached)."""
+                  end: float | None = None, sample_fps: float | None = None, max_frames: int | None = None,
+                  at_model_size: bool | None = None) -> VideoClip:
+        """Frames + timestamps of a video file, decoded once per file and sampling (cached).
+        `at_model_size` None: config.decode_at_model_size (the decoder scales to the tower's size)."""
         return self._load_clip(path, frames=frames, start=start, end=end, sample_fps=sample_fps,
-                               max_frames=max_frames)[0]
+                               max_frames=max_frames, at_model_size=at_model_size)[0]
+
+    def load_clip_cached(self, path: str | os.PathLike, *, frames: int | None = None, start: float | None = None,
+                         end: float | None = None, at_model_size: bool | None = None) -> tuple[VideoClip, bool]:
+        """load_clip, and whether the frames came from the cache (a comparison shows what it reused)."""
+        return self._load_clip(path, frames=frames, start=start, end=end, at_model_size=at_model_size)
 
     def _load_clip(self, path: str | os.PathLike, *, frames: int | None = None, start: float | None = None,
                    end: float | None = None, sample_fps: float | None = None,
-                   max_frames: int | None = None) -> tuple[VideoClip, bool]:
+                   max_frames: int | None = None, at_model_size: bool | None = None) -> tuple[VideoClip, bool]:
         path = Path(path)
         frames = frames or self.config.frames
-        size = (self.model.vision.image_size,) * 2 if self.config.decode_at_model_size else None
+        at_model_size = self.config.decode_at_model_size if at_model_size is None else at_model_size
+        size = (self.model.vision.image_size,) * 2 if at_model_size else None
         key = (_visitor.get(), *_file_identity(path), frames, start, end, sample_fps, max_frames, size)
         return self._clips.get_or_make(key, lambda: video_stage.load_video(
             path, num_frames=frames, start=start, end=end, sample_fps=sample_fps, max_frames=max_frames, size=size))
 
-    def visual_features(self, clip: VideoClip) -> tuple[torch.Tensor, bool]:
-        """(visual tokens, hidden) for a clip, and whether they came from the cache."""
-        key = _clip_key(clip)
+    def visual_features(self, clip: VideoClip, pool_mode: str | None = None) -> tuple[torch.Tensor, bool]:
+        """(visual tokens, hidden) for a clip, and whether they came from the cache; `pool_mode` None:
+        the checkpoint's (or config.pool_mode's)."""
+        pool_mode = self.model.layout_for(pool_mode).pool_mode
+        key = _clip_key(clip, pool_mode)
 
         def encode() -> torch.Tensor:
             with self._lock:
-                features = self.model.encode_video(clip.frames)
+                features = self.model.encode_video(clip.frames, pool_mode)
                 if features.is_cuda:
                     torch.cuda.synchronize(features.device)  # so that the time is the tower's, not the prefill's
                 return features
@@ -184,22 +194,27 @@ class Engine:
 
     # --- generation -------------------------------------------------------------------------------
     def stream(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
-               settings: GenerationSettings | None = None, stop: threading.Event | None = None) -> Iterator[str]:
+               settings: GenerationSettings | None = None, stop: threading.Event | None = None,
+               pool_mode: str | None = None) -> Iterator[str]:
         """Answer a question about a video, yielding text chunks as they are decoded. A request that
         would not fit is refused before any decoding (check_request); running out of GPU memory
-        becomes a RequestError too, after freeing what the request took (the model stays loaded)."""
+        becomes a RequestError too, after freeing what the request took (the model stays loaded).
+        `pool_mode` None: the checkpoint's (a comparison asks for another)."""
         started = time.perf_counter()
         settings = settings or GenerationSettings.from_config(self.config)
-        self.check_request(video, question, history, max_new_tokens=settings.max_new_tokens)
+        self.check_request(video, question, history, max_new_tokens=settings.max_new_tokens, pool_mode=pool_mode)
         frames = len(video.frame_indices) if isinstance(video, VideoClip) else self.config.frames
         yield from self._out_of_memory_as_message(
-            self._answer(video, question, history, settings, stop, started), settings.max_new_tokens, frames)
+            self._answer(video, question, history, settings, stop, started, pool_mode), settings.max_new_tokens,
+            frames)
 
     def _answer(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn],
-                settings: GenerationSettings, stop: threading.Event | None, started: float) -> Iterator[str]:
+                settings: GenerationSettings, stop: threading.Event | None, started: float,
+                pool_mode: str | None = None) -> Iterator[str]:
         clip, clip_was_cached = (video, False) if isinstance(video, VideoClip) else self._load_clip(video)
         decoded = time.perf_counter()
-        visual, features_cached = self.visual_features(clip)
+        pool_mode = self.model.layout_for(pool_mode).pool_mode
+        visual, features_cached = self.visual_features(clip, pool_mode)
         encoded = time.perf_counter()
         prompt = build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps,
                               with_time_instruction=self.config.time_instruction)
@@ -208,7 +223,7 @@ class Engine:
                                 video_s=0.0 if clip_was_cached else decoded - started,
                                 vision_s=0.0 if features_cached else encoded - decoded,  # a lookup is not work
                                 prompt_sha256=prompt_hash(prompt))
-        yield from self._generate(ids, visual, _clip_key(clip), settings, stop, stats, started)
+        yield from self._generate(ids, visual, _clip_key(clip, pool_mode), settings, stop, stats, started)
 
     def ask(self, video: str | os.PathLike | VideoClip, question: str, history: Sequence[Turn] = (), *,
             settings: GenerationSettings | None = None, stop: threading.Event | None = None) -> str:
@@ -326,7 +341,8 @@ class Engine:
 
     def check_request(self, video: str | os.PathLike | VideoClip | None, question: str, history: Sequence[Turn] = (), *,
                       frames: int | None = None, start: float | None = None, end: float | None = None,
-                      max_new_tokens: int | None = None) -> list[int]:
+                      max_new_tokens: int | None = None, at_model_size: bool | None = None,
+                      pool_mode: str | None = None) -> list[int]:
         """Refuse a request that would not fit, before any frame is decoded: the question
         (request.check_question); the clip, planned from the file's header when `video` is a path
         (frames and trim as load_clip takes them), against max_frames and max_decoded_mb; and the
@@ -340,9 +356,11 @@ class Engine:
             video_stage.plan_clip(video, num_frames=frames or self.config.frames, start=start, end=end)
         if isinstance(clip, ClipPlan):  # still to be decoded: at the tower's size, or the video's own
             side = self.model.vision.image_size
-            width, height = (side, side) if self.config.decode_at_model_size else (clip.width, clip.height)
+            at_model_size = self.config.decode_at_model_size if at_model_size is None else at_model_size
+            width, height = (side, side) if at_model_size else (clip.width, clip.height)
             check_clip(clip.num_frames, width, height, self.config)
-        return prompt_within_budget(self.model.tokenize, question, history, clip, layout=self.model.layout,
+        layout = self.model.layout_for(pool_mode)
+        return prompt_within_budget(self.model.tokenize, question, history, clip, layout=layout,
                                     max_new_tokens=max_new_tokens, context_length=self.model.context_length)
 
     def _out_of_memory_as_message(self, chunks: Iterator[Any], max_new_tokens: int, frames: int) -> Iterator[Any]:
@@ -515,5 +533,6 @@ def _file_identity(path: Path) -> tuple:
     return (str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
-def _clip_key(clip: VideoClip) -> Hashable:
-    return (_visitor.get(), *_file_identity(Path(clip.path)), tuple(clip.frame_indices), clip.frames.shape)
+def _clip_key(clip: VideoClip, pool_mode: str) -> Hashable:
+    """Whose, which file, frames and size, and the pool mode: features and KV prefixes differ with each."""
+    return (_visitor.get(), *_file_identity(Path(clip.path)), tuple(clip.frame_indices), clip.frames.shape, pool_mode)

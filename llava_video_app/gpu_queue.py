@@ -14,6 +14,7 @@ anew for each of its calls, so an Ask that arrives meanwhile waits at most for t
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from .prompts import Turn
@@ -88,6 +89,17 @@ class GpuQueue:
                 self._line.remove(ticket)
                 self._changed.notify_all()
 
+    @contextmanager
+    def turn(self, label: str, stop: threading.Event | None = None) -> Iterator[bool]:
+        """A turn on the GPU for one model call: True once it is this call's; False when `stop` was set while it
+        waited (nothing may run then). The line moves on when the block ends."""
+        with self.join(label) as ticket:
+            while not ticket.wait(STOP_POLL_S):
+                if stop is not None and stop.is_set():
+                    yield False
+                    return
+            yield True
+
     def waiting_line(self, ticket: Ticket) -> str:
         """What a visitor whose ticket waits is told: what runs, and their place in the line."""
         position, running = ticket.position, self.running
@@ -128,8 +140,6 @@ class TakingTurns:
         return self._in_turn(lambda: self._engine.answer_texts(questions, settings=settings, stop=stop), stop)
 
     def _in_turn(self, call: Callable[[], Iterator[Any]], stop: threading.Event | None) -> Iterator[Any]:
-        with self._line.join(self._label) as ticket:
-            while not ticket.wait(STOP_POLL_S):
-                if stop is not None and stop.is_set():
-                    return
-            yield from call()  # closed before the turn ends: the call is over when the next one starts
+        with self._line.turn(self._label, stop) as ours:
+            if ours:
+                yield from call()  # closed before the turn ends: the call is over when the next one starts

@@ -7,6 +7,7 @@ prepare_inputs_labels_for_multimodal) and multimodal_encoder/siglip_encoder.py.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -33,6 +34,7 @@ from .checkpoint import (
 from .generation_config import CheckpointGeneration
 
 IMAGE_TOKEN_INDEX = -200  # the authors' sentinel id for the <image> placeholder
+POOL_MODES = ("average", "max", "bilinear")  # mm_spatial_pool_mode values the authors' get_2dPool knows
 VISION_BATCH = 16  # frames per vision-tower forward: bounds activation memory at 64+ frames
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ class VisualLayout:
             newline_position=config.get("mm_newline_position", "one_token"),
             patch_merge_type=config.get("mm_patch_merge_type", "flat"),
         )
-        if layout.pool_mode not in ("average", "max", "bilinear"):
+        if layout.pool_mode not in POOL_MODES:
             raise CheckpointError(f"unsupported mm_spatial_pool_mode {layout.pool_mode!r}")
         if layout.newline_position not in ("grid", "frame", "one_token", "no_token"):
             raise CheckpointError(f"unsupported mm_newline_position {layout.newline_position!r}")
@@ -219,21 +221,30 @@ class LlavaVideoModel:
         pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
         return pixels.sub_(0.5).div_(0.5)
 
+    def layout_for(self, pool_mode: str | None = None) -> VisualLayout:
+        """The checkpoint's layout, or the same with another pool mode (a comparison's variant)."""
+        if pool_mode is None or pool_mode == self.layout.pool_mode:
+            return self.layout
+        if pool_mode not in POOL_MODES:
+            raise ValueError(f"pool mode must be one of {', '.join(POOL_MODES)}, not {pool_mode!r}")
+        return dataclasses.replace(self.layout, pool_mode=pool_mode)
+
     @torch.inference_mode()
-    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 frames -> (visual_tokens, hidden) embeddings in the LM's input space."""
+    def encode_video(self, frames: np.ndarray, pool_mode: str | None = None) -> torch.Tensor:
+        """(N, H, W, 3) uint8 frames -> (visual_tokens, hidden) embeddings in the LM's input space
+        (`pool_mode` None: the layout's)."""
         if len(frames) == 0:
             raise ValueError("no frames to encode")
         projected = []
         for start in range(0, len(frames), VISION_BATCH):
             pixels = self.preprocess(frames[start:start + VISION_BATCH]).to(self.device, self.dtype)
             projected.append(self.projector(self.vision(pixels)))
-        features = self.pool(torch.cat(projected))
+        features = self.pool(torch.cat(projected), pool_mode)
         return self.add_newlines(features)
 
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
+    def pool(self, features: torch.Tensor, pool_mode: str | None = None) -> torch.Tensor:
         """get_2dPool: (F, side*side, D) -> (F, pooled*pooled, D)."""
-        layout = self.layout
+        layout = self.layout_for(pool_mode)
         frames, _, dim = features.shape
         side = layout.patches_per_side
         if layout.pool_stride <= 1:

@@ -3,6 +3,7 @@
 
 A conversation is {"video": {"name", "sha256", "bytes"}, "frames", "trim": {"start", "end"},
 "turns": [{"question", "answer", "provenance"}]}, each provenance a provenance.Provenance.to_dict();
+a comparison's answers are conversations marked with "compare": {"variant", "differs", "reused"};
 an export wraps a list of them: {"schema": SCHEMA, "exported": ISO time, "conversations": [...]}.
 Torch-free.
 """
@@ -47,6 +48,10 @@ def to_markdown(exported: Mapping[str, Any]) -> str:
         sha = f" (sha256 `{video['sha256']}`)" if video.get("sha256") else ""
         lines += [f"## {n}. {video.get('name', 'no video')}", "",
                   f"{conversation.get('frames')} frames of {trim_text(conversation.get('trim'))}{sha}", ""]
+        compared = conversation.get("compare")  # one variant of a comparison (compare.as_conversations)
+        if compared:
+            differs = ", ".join(f"{name} {value}" for name, value in (compared.get("differs") or {}).items())
+            lines += [f"Variant: {compared.get('variant')}" + (f" (differs: {differs})" if differs else ""), ""]
         for turn in conversation.get("turns", []):
             lines += [f"**Question:** {turn.get('question', '')}", "", f"**Answer:** {turn.get('answer', '')}", ""]
             if turn.get("provenance"):

@@ -126,3 +126,21 @@ def test_ask_record_returns_the_answer_with_its_provenance_and_a_seed_repeats_it
     assert streamed == turn["answer"] and streamed, "the same seed and settings give the same answer"
     with pytest.raises(AppError, match="seed must be a whole number"):
         client.predict(video, "What happens?", seed=-1, api_name="/ask")
+
+
+def test_compare_answers_each_variant_with_its_provenance_and_the_differences(client, sample_video):
+    video = handle_file(str(sample_video))
+    result = json.loads(client.predict(video, "What happens?", "as asked | frames=4\ntemperature=1.5, seed=9",
+                                       api_name="/compare"))
+    assert result["schema"] == "llava-video/comparison/1" and result["question"] == "What happens?"
+    assert [a["variant"] for a in result["answers"]] == ["as asked", "frames=4", "temperature=1.5, seed=9"]
+    assert all(a["answer"] and a["error"] is None for a in result["answers"])
+    assert result["differences"]["frames"] == [8, 4, 8]
+    assert result["differences"]["temperature"] == [0.0, 0.0, 1.5]
+    frames = [a["provenance"]["settings"]["frames"] for a in result["answers"]]
+    assert frames == [8, 4, 8]
+    assert result["answers"][2]["reused"]["frames"], "the third variant's clip is the first one's"
+    again = json.loads(client.predict(video, "What happens?", "temperature=1.5, seed=9", api_name="/compare"))
+    assert again["answers"][0]["answer"] == result["answers"][2]["answer"], "the same seed, the same answer"
+    with pytest.raises(AppError, match="pool must be one of"):
+        client.predict(video, "What happens?", "pool=median", api_name="/compare")

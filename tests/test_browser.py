@@ -593,3 +593,35 @@ def test_a_video_the_browser_cannot_play_is_said_plainly_and_the_model_still_rea
     _ask_in_page(page, "What moves?", "8 frames")
     page.wait_for_function("document.querySelectorAll('#frames img').length === 8")
     assert _visible_error_marks(page) == []
+
+
+def test_ask_again_with_fewer_frames_side_by_side_and_into_the_history(workbench_url, page):
+    page.goto(workbench_url)
+    page.wait_for_selector("#ask")
+    page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
+    page.wait_for_function("document.querySelector('#video-info').innerText.includes('8.00 s')")
+    _ask_in_page(page, "What happens first?", "8 frames")
+
+    # "Ask again with…": pick fewer frames, compare; two columns, the differing setting marked in each
+    page.locator("#compare-panel button").first.click()  # open the accordion
+    page.click("#compare-variants input")
+    page.get_by_role("option", name="frames=2", exact=True).click()
+    page.click("#compare")
+    columns = "document.querySelectorAll('#compare-result .compare-column')"
+    page.wait_for_function(f"{columns}.length === 2 && "
+                           "document.querySelectorAll('#compare-result .compare-reused').length === 2",
+                           timeout=60_000)
+    marks = page.locator("#compare-result mark").all_inner_texts()
+    assert "frames: 8" in marks and "frames: 2" in marks
+    first, second = (page.locator("#compare-result .compare-column").nth(i) for i in range(2))
+    assert "as asked" in first.inner_text() and "frames=2" in second.inner_text()
+    assert "reused frames, features" in first.inner_text(), "the answer's own clip, from the cache"
+    assert page.locator("#compare-result .compare-answer").count() == 2
+    assert page.evaluate(ERROR_MARKS) == 0
+    page.wait_for_function("document.querySelector('#stop').disabled")
+
+    # the conversation on screen stays; both answers are in the history
+    assert page.locator("#chat .user").count() == 1
+    page.locator("#history-panel button").first.click()
+    page.wait_for_function("document.querySelector('#history')?.innerText.includes('2 frames')", timeout=30_000)
+    assert page.inner_text("#history").count("pan.mp4") == 3

@@ -152,3 +152,20 @@ def test_seed_makes_a_sampled_answer_repeatable_and_the_seed_used_is_printed(tin
 def test_a_bad_seed_is_one_line(sample_video):
     result = invoke("ask", sample_video, "What?", "--seed", "-3")
     assert result.returncode == 1 and result.stderr.startswith("error: seed must be a whole number from 0")
+
+
+def test_compare_answers_each_variant_and_prints_the_differences(tiny_checkpoint, sample_video, tmp_path):
+    out = tmp_path / "compare.json"
+    result = invoke("compare", sample_video, "What happens?", "-V", "as asked", "-V", "frames=4",
+                    *tiny_flags(tiny_checkpoint), "--max-new-tokens", "6", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("== as asked ==\n") and "\n== frames=4 ==\n" in result.stdout
+    assert "frames: 8 | 4" in result.stderr and "[frames=4: reused " in result.stderr
+    conversations = json.loads(out.read_text())["conversations"]
+    assert [c["compare"]["variant"] for c in conversations] == ["as asked", "frames=4"]
+    assert [c["turns"][0]["provenance"]["settings"]["frames"] for c in conversations] == [8, 4]
+
+
+def test_a_bad_compare_variant_is_one_line(sample_video):
+    result = invoke("compare", sample_video, "What?", "-V", "pool=median")
+    assert result.returncode == 1 and result.stderr.startswith("error: variant 'pool=median': pool must be one of")

@@ -52,7 +52,7 @@ def test_follow_up_reuses_frames_features_and_the_kv_cache(tiny_engine, sample_v
     monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: calls.append(a) or real_load(*a, **k))
     encodes = []
     real_encode = tiny_engine.model.encode_video
-    monkeypatch.setattr(tiny_engine.model, "encode_video", lambda f: encodes.append(1) or real_encode(f))
+    monkeypatch.setattr(tiny_engine.model, "encode_video", lambda f, *pool: encodes.append(1) or real_encode(f, *pool))
 
     history = [Turn("What moves?", first)]
     second = tiny_engine.ask(sample_video, "Which way?", history, settings=settings)
@@ -199,7 +199,7 @@ def test_time_to_first_token_is_broken_down(tiny_engine, sample_video, monkeypat
     assert cold.video_s + cold.vision_s + cold.prefill_s <= cold.time_to_first_token_s + 1e-9
     work = []
     monkeypatch.setattr(video_stage, "load_video", lambda *a, **k: work.append("decode"))
-    monkeypatch.setattr(tiny_engine.model, "encode_video", lambda frames: work.append("encode"))
+    monkeypatch.setattr(tiny_engine.model, "encode_video", lambda frames, *pool: work.append("encode"))
     tiny_engine.ask(sample_video, "Which way?", settings=settings)
     warm = tiny_engine.last_stats
     assert work == [] and warm.video_cached and warm.video_s == 0 and warm.vision_s == 0 and warm.prefill_s > 0

@@ -133,7 +133,7 @@ def test_on_zero_gpu_every_synthesis_call_gets_a_gpu_slot_of_its_own(monkeypatch
     monkeypatch.setitem(sys.modules, "spaces", spaces)
     module = _load_space_app(monkeypatch, tiny_checkpoint, SPACES_ZERO_GPU="true")
     wrapped_at_start = list(spaces.wrapped)
-    assert len(wrapped_at_start) == 2  # the answer and the synthesis call
+    assert len(wrapped_at_start) == 3  # the answer, the synthesis call and the comparison (compare_panel.py)
     panel = next(f for f in module.demo.fns.values() if f.api_name == "synth").fn.__self__
     panel.api_description_tokens, panel.api_qa_tokens = 4, 16
     outside: list[str] = []

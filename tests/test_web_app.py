@@ -11,18 +11,19 @@ from llava_video_app.web.serving import MODEL_EVENT_WORKERS, MODEL_EVENTS
 def test_build_ui_wires_the_api_and_requests_that_take_the_gpu_in_turns(tiny_engine):
     demo = build_ui(tiny_engine)
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    for name in ("caption", "ask", "ask_type", "ask_record"):
+    for name in ("caption", "ask", "ask_type", "ask_record", "compare"):
         assert fns[name].api_visibility == "public"
         # several at once read their videos; the model runs one call at a time (gpu_queue, tests/test_gpu_queue.py)
         assert fns[name].concurrency_id == MODEL_EVENTS and fns[name].concurrency_limit == MODEL_EVENT_WORKERS > 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
-    assert len(model_events) == 7  # the four endpoints and the UI's Ask, regenerate and edit
+    assert len(model_events) == 9  # the five endpoints and the UI's Ask, regenerate, edit and Compare
     api = demo.get_api_info()["named_endpoints"]
     assert [p["parameter_name"] for p in api["/ask"]["parameters"]][:2] == ["video", "question"]
     assert [p["parameter_name"] for p in api["/caption"]["parameters"]][0] == "video"
     assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
     assert not any(p["parameter_has_default"] for p in api["/ask_type"]["parameters"][:2])
-    assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record"}, "UI events stay out of the public API"
+    assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record", "/compare"}, \
+        "UI events stay out of the public API"
 
 
 def _app_config(monkeypatch, argv, command=("app",)):

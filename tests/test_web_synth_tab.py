@@ -193,10 +193,10 @@ def test_build_ui_wires_the_tab_and_the_synth_endpoint(tiny_engine, tmp_path):
     # one synthesis at a time, in a queue of its own; its model calls take turns with the answers' (gpu_queue)
     assert fns["synth"].concurrency_id == SYNTH_EVENTS and fns["synth"].concurrency_limit == 1
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
-    assert len(model_events) == 7  # ask, regenerate, edit, the four endpoints
+    assert len(model_events) == 9  # ask, regenerate, edit, Compare, the five endpoints
     assert len([fn for fn in demo.fns.values() if fn.concurrency_id == SYNTH_EVENTS]) == 2  # Generate, /synth
     api = demo.get_api_info()["named_endpoints"]
-    assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record", "/synth"}
+    assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record", "/compare", "/synth"}
     assert [p["parameter_name"] for p in api["/synth"]["parameters"]] == ["video"]
     stops = [fn for fn in demo.fns.values() if fn.cancels]
     assert len(stops) >= 3  # Ask's Stop and Clear, Generate's Stop

@@ -23,6 +23,7 @@ from ..config import AppConfig
 from ..engine import Engine
 from .ask_tab import VideoChat, ask_api, ask_tab
 from .frame_inspector import INSPECTOR_CSS
+from .compare_panel import COMPARE_CSS, compare_api, comparer_of
 from .serving import EngineHolder, ModelRunner
 from .synth_tab import synth_tab
 
@@ -35,7 +36,7 @@ PAGE_CSS = """
 #video button[aria-label="Reset video to initial value"], #video button[title="Reset video to initial value"],
 #synth-video button[aria-label="Trim video to selection"], #synth-video button[title="Trim video to selection"]
 { display: none !important; }
-""" + INSPECTOR_CSS
+""" + INSPECTOR_CSS + COMPARE_CSS
 
 # An extra tab: called inside the tab bar with the model runner and the Ask tab's video component.
 ExtraTab = Callable[[ModelRunner, gr.Video], Any]
@@ -58,6 +59,7 @@ def build_ui(chat: VideoChat | EngineHolder | Engine, extra_tabs: Sequence[Extra
         # The endpoints first: gradio names every event after its function, first come first served, so
         # the UI's own handlers (chat.ask, ...) must not take "ask" from /ask.
         ask_api(chat)
+        compare_api(comparer_of(chat))
         with gr.Tabs():
             with gr.Tab("Ask about a video", id="ask"):
                 video = ask_tab(chat, status)

@@ -28,6 +28,7 @@ from ..prompts import CAPTION_QUESTION, Turn
 from ..request import check_question, check_request
 from ..video import VideoError
 from . import frame_inspector
+from .compare_panel import comparer_of, compare_panel, wire_compare
 from .conversation import (
     TASK_CAPTION,
     TASK_OWN,
@@ -483,6 +484,7 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
                 ask_btn = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
                 clear_btn = gr.Button("Clear / new video", elem_id="clear")
+            compare_ui = compare_panel(config)  # "Ask again with…": the last question under variants
             provenance = gr.Markdown(elem_id="provenance")
             gallery = gr.Gallery(label="Frames the model saw", columns=8, height=190, object_fit="contain",
                                  elem_id="frames", allow_preview=False)
@@ -554,6 +556,11 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
             **model_event, **private)
         run.then(**shown).then(**idle)
         answering.append(run)
+    compared = wire_compare(comparer_of(chat), compare_ui, video=video, question=question, start=start, end=end,
+                            frames=frames, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                            seed=seed, state=state, status=status, ask_btn=ask_btn, stop_btn=stop_btn)
+    compared.then(**shown).then(**idle)
+    answering.append(compared)
     chatbot.undo(chat.undo, state, [chatbot, state, question], queue=False, **private).then(**shown).then(**idle)
     stop_btn.click(chat.stop, None, status, cancels=answering, concurrency_limit=None,
                    **private).then(**shown).then(**idle)

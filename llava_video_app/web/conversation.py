@@ -62,6 +62,7 @@ class ChatState:
     sampling: tuple = ()  # (temperature, top_p, seed) as asked for
     records: list[Mapping[str, Any] | None] = field(default_factory=list)
     past: list["ChatState"] = field(default_factory=list)  # earlier conversations with turns, oldest first
+    compare: Mapping[str, Any] | None = None  # a comparison's answer: its variant, what differed (compare.py)
 
     def for_clip(self, video: str, frames: int, start: float | None, end: float | None,
                  sampling: tuple = ()) -> "ChatState":
@@ -107,7 +108,8 @@ class ChatState:
                   "provenance": self.records[i] if i < len(self.records) else None} for i, t in enumerate(self.turns)]
         video = next((r["video"] for r in self.records if r and r.get("video")), None)
         return {"video": video or ({"name": Path(self.video).name} if self.video else None), "frames": self.frames,
-                "trim": {"start": self.start, "end": self.end}, "turns": turns}
+                "trim": {"start": self.start, "end": self.end}, "turns": turns,
+                **({"compare": dict(self.compare)} if self.compare else {})}
 
     def messages(self) -> list[dict[str, str]]:
         """The chat's messages for these turns, the times in answers seeking the player."""

@@ -299,6 +299,7 @@ class ModelRunner:
 
     def __init__(self, holder: EngineHolder | Engine, *, gpu: Gpu | None = None):
         self.holder = holder if isinstance(holder, EngineHolder) else EngineHolder(engine=holder)
+        self.gpu = gpu  # for other model calls wrapped once at start-up too (compare_panel.Comparer)
         self._answer_on_gpu = gpu(self._answer, gpu_duration) if gpu is not None else self._answer
         self._synth_call_on_gpu = gpu(self._synth_call, synth_call_duration) if gpu is not None else None
 
