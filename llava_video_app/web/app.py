@@ -22,6 +22,7 @@ import gradio as gr
 from ..config import AppConfig
 from ..engine import Engine
 from .ask_tab import VideoChat, ask_api, ask_tab
+from .batch_tab import batch_tab
 from .serving import EngineHolder, ModelRunner
 from .synth_tab import synth_tab
 
@@ -129,7 +130,7 @@ def run_app(config: AppConfig) -> None:
     with exit code 1 after the holder's one-line message: a page that can never answer is no use to
     whoever started it from a terminal. The Space (spaces/app.py) keeps serving its error page."""
     holder = EngineHolder(config).start()
-    demo = build_ui(VideoChat(holder), extra_tabs=[synth_tab])
+    demo = build_ui(VideoChat(holder), extra_tabs=[synth_tab, batch_tab])
     if not holder.loading and holder.error is not None:  # failed before the page was up: nothing to serve
         raise SystemExit(1)
     launch(demo, config, prevent_thread_lock=True)
