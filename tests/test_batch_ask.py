@@ -62,3 +62,18 @@ def test_the_cli_batch_writes_jsonl_and_names_the_missing_flag(tiny_checkpoint, 
     assert len(read_jsonl(out).records) == 2 and "answered 2" in result.stderr
     result = CliRunner().invoke(cli.app, ["ask", str(folder), "What?", *flags])
     assert result.exit_code == 1 and "add --jsonl" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ask", "{folder}", "What?", "--executor", "ray"], "--executor ray answers many videos into a file: add --jsonl"),
+    (["caption", "{folder}", "--jsonl", "{out}", "--workers", "2"], "need --executor ray"),
+    (["ask", "{folder}", "What?", "--jsonl", "{out}", "--executor", "spark"], "--executor must be local or ray"),
+    (["synth", "{folder}", "--out", "{out}", "--gpus-per-worker", "1"], "need --executor ray"),
+    (["eval", "mvbench", "--data", "{folder}", "--address", "auto"], "need --executor ray"),
+])
+def test_the_executor_flags_are_checked_alike_before_anything_runs(folder, tmp_path, args, message):
+    """One set of executor flags and one check for ask/caption --jsonl, synth and eval (cli._check_executor)."""
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(cli.app, [a.format(folder=folder, out=out) for a in args])
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert not out.exists(), "nothing was written"
