@@ -98,3 +98,21 @@ def test_the_api_streams_the_records_so_far_as_json_lines(tiny_engine, videos):
     records = [json.loads(line) for line in updates[-1].splitlines()]
     assert records[0]["answer"] and records[0]["provenance"]["seed"] == 2
     assert records[1]["video"] == "holiday.mp4" and "error" in records[1]
+
+
+def test_build_ui_wires_the_tab_and_the_batch_endpoint_into_the_one_model_queue(tiny_engine):
+    from llava_video_app.web.app import build_ui
+    from llava_video_app.web.batch_tab import batch_tab
+    from llava_video_app.web.serving import MODEL_EVENTS
+
+    demo = build_ui(tiny_engine, extra_tabs=[batch_tab])
+    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    assert fns["batch"].concurrency_id == MODEL_EVENTS and fns["batch"].concurrency_limit == 1
+    model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_EVENTS]
+    assert len(model_events) == 9  # ask, regenerate, edit, the four endpoints, Run, /batch
+    api = demo.get_api_info()["named_endpoints"]
+    assert set(api) == {"/caption", "/ask", "/ask_type", "/ask_record", "/batch"}, "Run and Stop stay private"
+    assert [p["parameter_name"] for p in api["/batch"]["parameters"]] == ["videos", "question", "types", "frames",
+                                                                          "max_new_tokens", "seed"]
+    run = next(fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "run")
+    assert any(fn.cancels and run._id in fn.cancels for fn in demo.fns.values()), "Stop cancels Run"
