@@ -154,12 +154,35 @@ def _run(config: AppConfig, video: Path, question: str, request: "RequestSetting
                    f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f} tok/s{vram}, seed {stats.seed}]", err=True)
 
 
+# The executor flags of every command that runs over many videos or questions (synth, eval, ask/caption --jsonl).
+EXECUTORS = ("local", "ray")
+ExecutorOpt = typer.Option("local", "--executor", help="local: one after another in this process; ray: actor "
+                           "workers on Ray, one engine each (pip install -e '.[ray]').")
+AddressOpt = typer.Option(None, "--address", help="Ray: join this cluster (e.g. ray://head:10001 or auto); default: "
+                          "start a local Ray.")
+WorkersOpt = typer.Option(None, "--workers", min=1, help="Ray: workers, one engine each (default: one per GPU, or "
+                          "one per CPU without GPUs).")
+GpusPerWorkerOpt = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per worker (default 1 with GPUs; "
+                                "0 = the model on CPU).")
+
+
+def _check_executor(executor: str, address: Optional[str], workers: Optional[int],
+                    gpus_per_worker: Optional[float]) -> None:
+    """One line and exit 1 for an unknown executor, or Ray's flags without it."""
+    if executor not in EXECUTORS:
+        fail(f"--executor must be {' or '.join(EXECUTORS)}, not {executor!r}")
+    if executor != "ray" and (address, workers, gpus_per_worker) != (None, None, None):
+        fail("--address, --workers and --gpus-per-worker need --executor ray")
+
+
 JsonlOpt = typer.Option(None, "--jsonl", help="Answer for every video of VIDEO (a file, folder, glob, manifest or "
                         "URL, as synth takes) and append one JSON record per video, with its provenance, to this "
                         "file; a rerun skips the videos already in it.")
 
 
-def _run_batch(config: AppConfig, spec: str, question: str, request: "RequestSettings", out: Path) -> None:
+def _run_batch(config: AppConfig, spec: str, question: str, request: "RequestSettings", out: Path,
+               ray: Optional[dict] = None) -> None:
+    """--jsonl: every video of `spec` into `out`, here or (`ray`: ask_many_ray's cluster flags) on Ray."""
     from .batch_ask import ask_many
     from .engine import Engine
     from .synth.sources import list_videos
@@ -170,8 +193,13 @@ def _run_batch(config: AppConfig, spec: str, question: str, request: "RequestSet
         if not len(videos):
             fail(f"no videos in {spec}")
         _progress(f"{len(videos)} video(s) -> {out}")
-        engine = Engine.from_config(config, progress=_progress)
-        summary = ask_many(engine, spec, question, request, out, progress=_progress, stop=stop)
+        if ray is not None:
+            from .batch_ask_ray import ask_many_ray
+
+            summary = ask_many_ray(spec, question, request, out, config, progress=_progress, echo=_progress, **ray)
+        else:
+            engine = Engine.from_config(config, progress=_progress)
+            summary = ask_many(engine, spec, question, request, out, progress=_progress, stop=stop)
     except user_errors() as err:
         fail(str(err))
     except KeyboardInterrupt:
@@ -184,9 +212,14 @@ def _run_batch(config: AppConfig, spec: str, question: str, request: "RequestSet
 
 
 def _ask_or_batch(config: AppConfig, video: Path, question: str, request: "RequestSettings",
-                  jsonl: Optional[Path]) -> None:
+                  jsonl: Optional[Path], executor: str = "local", address: Optional[str] = None,
+                  workers: Optional[int] = None, gpus_per_worker: Optional[float] = None) -> None:
+    _check_executor(executor, address, workers, gpus_per_worker)
+    if executor == "ray" and jsonl is None:
+        fail("--executor ray answers many videos into a file: add --jsonl OUT.jsonl")
     if jsonl is not None:
-        _run_batch(config, str(video), question, request, jsonl)
+        ray = dict(address=address, workers=workers, gpus_per_worker=gpus_per_worker) if executor == "ray" else None
+        _run_batch(config, str(video), question, request, jsonl, ray)
     elif video.is_dir() or (not video.exists() and any(c in str(video) for c in "*?[")):
         fail(f"{video} names several videos: add --jsonl OUT.jsonl to answer each into a file")
     else:
@@ -203,6 +236,8 @@ def ask(
     max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
     seed: Optional[float] = SeedOpt, jsonl: Optional[Path] = JsonlOpt,
+    executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, workers: Optional[int] = WorkersOpt,
+    gpus_per_worker: Optional[float] = GpusPerWorkerOpt,
 ) -> None:
     """Ask a question about a video (the answer streams to stdout), or about many (--jsonl)."""
     config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
@@ -212,7 +247,7 @@ def ask(
         fail(str(err))
     config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
                                        temperature=temperature, top_p=top_p, seed=seed)
-    _ask_or_batch(config, video, text, request, jsonl)
+    _ask_or_batch(config, video, text, request, jsonl, executor, address, workers, gpus_per_worker)
 
 
 @app.command()
@@ -223,6 +258,8 @@ def caption(
     max_new_tokens: Optional[float] = MaxTokensOpt, temperature: Optional[float] = TemperatureOpt,
     top_p: Optional[float] = TopPOpt, pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
     seed: Optional[float] = SeedOpt, jsonl: Optional[Path] = JsonlOpt,
+    executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, workers: Optional[int] = WorkersOpt,
+    gpus_per_worker: Optional[float] = GpusPerWorkerOpt,
 ) -> None:
     """Detailed caption of a video (the model card's prompt), or of many (--jsonl)."""
     from .prompts import CAPTION_QUESTION
@@ -230,7 +267,7 @@ def caption(
     config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile)
     config, request = _checked_request(config, frames=frames, start=start, end=end, max_new_tokens=max_new_tokens,
                                        temperature=temperature, top_p=top_p, seed=seed)
-    _ask_or_batch(config, video, CAPTION_QUESTION, request, jsonl)
+    _ask_or_batch(config, video, CAPTION_QUESTION, request, jsonl, executor, address, workers, gpus_per_worker)
 
 
 @app.command()
@@ -392,9 +429,6 @@ def app_command(
 
 # --- synthetic data: `synth` and `dataset` (llava_video_app/synth/, dataset_report.py, output_folder.py) ---
 
-EXECUTORS = ("local", "ray")
-
-
 @app.command()
 def synth(
     path: str = typer.Argument(..., help="A video file, a folder (searched recursively), a glob, a manifest (.txt, "
@@ -415,14 +449,8 @@ def synth(
         f"Per description call (default {SynthOptions.DESCRIPTION_TOKENS}).")),
     temperature: Optional[float] = TemperatureOpt, top_p: Optional[float] = TopPOpt,
     pool_mode: Optional[str] = PoolOpt, compile: Optional[bool] = CompileOpt,
-    executor: str = typer.Option("local", "--executor", help="local: one video after another in this process; "
-                                 "ray: actor workers on Ray, one engine each (pip install -e '.[ray]')."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (e.g. ray://head:10001 "
-                                          "or auto); default: start a local Ray."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray: workers, one engine each "
-                                          "(default: one per GPU, or one per CPU without GPUs)."),
-    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per "
-                                                    "worker (default 1 with GPUs; 0 = the model on CPU)."),
+    executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, workers: Optional[int] = WorkersOpt,
+    gpus_per_worker: Optional[float] = GpusPerWorkerOpt,
     engine_factory: Optional[str] = typer.Option(None, "--engine-factory", hidden=True, help="module:function "
                                                  "making the engine from the config (tests: scripted QA)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -432,10 +460,7 @@ def synth(
 
     if engine_factory is None:  # the model itself will run (tests pass scripted engines)
         require_supported_transformers()
-    if executor not in EXECUTORS:
-        fail(f"--executor must be {' or '.join(EXECUTORS)}, not {executor!r}")
-    if executor != "ray" and (address, workers, gpus_per_worker) != (None, None, None):
-        fail("--address, --workers and --gpus-per-worker need --executor ray")
+    _check_executor(executor, address, workers, gpus_per_worker)
     config = load_config(model=model, quant=quant, device=device, temperature=temperature, top_p=top_p,
                          pool_mode=pool_mode, compile=compile)
     try:
@@ -568,11 +593,8 @@ def eval_command(
         "The model card's time line before the question (default on; off: lmms-eval llava_vid's default).")),
     max_new_tokens: Optional[float] = typer.Option(None, "--max-new-tokens", metavar="INTEGER", help=(
         "Override the benchmark's new tokens (lmms-eval's: 16, 32 for LongVideoBench, 1024 for NExT-QA).")),
-    executor: str = typer.Option("local", "--executor", help="local, or ray: one engine per GPU on Ray."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray: workers (default one per GPU)."),
-    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per worker "
-                                                    "(0 = the model on CPU)."),
+    executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, workers: Optional[int] = WorkersOpt,
+    gpus_per_worker: Optional[float] = GpusPerWorkerOpt,
     engine_factory: Optional[str] = typer.Option(None, "--engine-factory", hidden=True),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -595,10 +617,7 @@ def eval_command(
         fail(f"unexpected argument {runs[0]}: llava-video eval BENCH --data DIR")
     if data is None:
         fail(f"give the benchmark's folder: llava-video eval {bench} --data DIR")
-    if executor not in EXECUTORS:
-        fail(f"--executor must be {' or '.join(EXECUTORS)}, not {executor!r}")
-    if executor != "ray" and (address, workers, gpus_per_worker) != (None, None, None):
-        fail("--address, --workers and --gpus-per-worker need --executor ray")
+    _check_executor(executor, address, workers, gpus_per_worker)
     config = load_config(model=model, quant=quant, device=device, pool_mode=pool_mode, compile=compile,
                          frames=frames, time_instruction=time_instruction)
     try:

@@ -23,11 +23,11 @@ import os
 import re
 import secrets
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .config import QUANTIZATIONS, check_quant
+from .gpu_queue import GpuTurn, gpu_is_ours
 from .model import POOL_MODES
 from .provenance import Provenance, settings_for
 from .request import RequestError, RequestSettings, check_request
@@ -223,16 +223,6 @@ def differences(records: Sequence[Mapping[str, Any] | None]) -> dict[str, list[A
 
 # --- running -----------------------------------------------------------------------------------------
 
-# A turn on the GPU for one model call: a context manager giving True once the call may run, False when
-# its stop was set while it waited (gpu_queue.GpuQueue.turn, with the label given).
-GpuTurn = Callable[[Optional[threading.Event]], ContextManager[bool]]
-
-
-@contextmanager
-def _gpu_is_ours(stop: threading.Event | None) -> Iterator[bool]:
-    yield True
-
-
 def compare(engine: Any, video: str | os.PathLike, question: str, variants: Sequence[Variant],
             base: RequestSettings, *, config: Any = None, models: Any = None,
             stop: threading.Event | None = None, turn: GpuTurn | None = None) -> Iterator[Progress | Comparison]:
@@ -256,7 +246,7 @@ def compare(engine: Any, video: str | os.PathLike, question: str, variants: Sequ
                                          else shared_seed)
         try:
             yield from _run_one(engine, models, video, question, variant, request, generation, answers[index],
-                                index, stop, turn or _gpu_is_ours)
+                                index, stop, turn or gpu_is_ours)
         except (RequestError, ValueError) as err:  # this variant's refusal; the others still run
             answers[index].error = str(err)
     yield Comparison(question, answers, differences([a.provenance for a in answers]))

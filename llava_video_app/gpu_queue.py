@@ -15,12 +15,23 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Optional, Sequence
 
 from .prompts import Turn
 
 # How often a model call that waits for its turn checks its Stop (a synthesis whose client left).
 STOP_POLL_S = 0.2
+
+
+# A turn on the GPU for one model call, as the work that may share the GPU takes it (compare, batch_ask): a
+# context manager giving True once the call may run, False when its stop was set while it waited.
+GpuTurn = Callable[[Optional[threading.Event]], ContextManager[bool]]
+
+
+@contextmanager
+def gpu_is_ours(stop: threading.Event | None = None) -> Iterator[bool]:
+    """The GpuTurn of a process that has the GPU to itself (the CLI, a Ray worker): always at once."""
+    yield True
 
 
 class Ticket:

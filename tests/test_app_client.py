@@ -40,7 +40,7 @@ def client(app_url):
 
 def test_named_endpoints_take_the_video_first(client):
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/caption", "/ask", "/ask_type", "/ask_record"} <= set(api)
+    assert {"/caption", "/ask", "/ask_type", "/ask_record", "/batch"} <= set(api)
     ask = [p["parameter_name"] for p in api["/ask"]["parameters"]]
     assert ask[:2] == ["video", "question"]
     assert ask[2:] == ["frames", "start", "end", "max_new_tokens", "temperature", "top_p", "seed"]
@@ -144,3 +144,22 @@ def test_compare_answers_each_variant_with_its_provenance_and_the_differences(cl
     assert again["answers"][0]["answer"] == result["answers"][2]["answer"], "the same seed, the same answer"
     with pytest.raises(AppError, match="pool must be one of"):
         client.predict(video, "What happens?", "pool=median", api_name="/compare")
+
+
+def test_batch_answers_every_video_and_a_bad_one_gets_its_message(client, sample_video, tmp_path):
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_bytes(b"a text file with a video's name" * 10)
+    video = handle_file(str(sample_video))
+    job = client.submit([video, handle_file(str(not_video))], "What happens?", ["Camera Direction"], 8, 4, 9,
+                        api_name="/batch")
+    updates = list(job)  # the records so far, as JSON Lines, after each answer
+    assert job.status().success and [len(u.splitlines()) for u in updates][-1] == 4
+    records = [json.loads(line) for line in job.outputs()[-1].splitlines()]
+    assert [(r["video"], "error" in r) for r in records] == [("square.mp4", False), ("square.mp4", False),
+                                                             ("notes.mp4", True), ("notes.mp4", True)]
+    assert records[0]["question"] == "What happens?" and records[0]["answer"]
+    assert records[0]["provenance"]["seed"] == 9 and records[0]["provenance"]["settings"]["frames"] == 8
+    assert records[0]["provenance"]["video"]["sha256"] == hashlib.sha256(sample_video.read_bytes()).hexdigest()
+    assert "is a text file, not a video file" in records[2]["error"]
+    with pytest.raises(AppError, match="Type a question, or tick at least one question type"):
+        client.predict([video], "", [], api_name="/batch")

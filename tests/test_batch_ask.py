@@ -75,3 +75,58 @@ def test_a_raw_h264_stream_in_the_folder_is_answered_and_its_assumed_rate_record
     raw = next(r for r in read_jsonl(out).records if r["video"] == "camera.h264")
     assert raw["provenance"]["video_timing"] == "frame rate assumed 25 fps: raw stream without timing"
     assert raw["provenance"]["timestamps"] == [round(i / 25, 3) for i in raw["provenance"]["frame_indices"]]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ask", "{folder}", "What?", "--executor", "ray"], "--executor ray answers many videos into a file: add --jsonl"),
+    (["caption", "{folder}", "--jsonl", "{out}", "--workers", "2"], "need --executor ray"),
+    (["ask", "{folder}", "What?", "--jsonl", "{out}", "--executor", "spark"], "--executor must be local or ray"),
+    (["synth", "{folder}", "--out", "{out}", "--gpus-per-worker", "1"], "need --executor ray"),
+    (["eval", "mvbench", "--data", "{folder}", "--address", "auto"], "need --executor ray"),
+])
+def test_the_executor_flags_are_checked_alike_before_anything_runs(folder, tmp_path, args, message):
+    """One set of executor flags and one check for ask/caption --jsonl, synth and eval (cli._check_executor)."""
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(cli.app, [a.format(folder=folder, out=out) for a in args])
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert not out.exists(), "nothing was written"
+
+
+def test_on_a_shared_gpu_each_answer_waits_for_its_turn_and_a_stop_while_waiting_runs_nothing(tiny_engine,
+                                                                                              sample_video):
+    """The Batch tab's answers take turns in the GPU's line (gpu_queue) with the other tabs' model calls."""
+    import threading
+
+    from llava_video_app.batch_ask import answer_video
+    from llava_video_app.gpu_queue import GpuQueue
+    from llava_video_app.synth.sources import VideoSource
+
+    line = GpuQueue()
+    request = check_request(AppConfig(frames=8), frames=8, max_new_tokens=4)
+
+    def start(stop):
+        records = []
+        worker = threading.Thread(target=lambda: records.append(answer_video(
+            tiny_engine, VideoSource(str(sample_video), sample_video.name), "What happens?", request, stop,
+            turn=lambda s: line.turn("a batch answer", s))))
+        worker.start()
+        joined = threading.Event()
+        while worker.is_alive() and not joined.wait(0.05):  # until its model call has joined the line
+            if len(line) == 2:
+                joined.set()
+        return records, worker
+
+    other = line.join("another visitor's answer")  # has the GPU
+    records, worker = start(threading.Event())
+    assert len(line) == 2 and not records  # waits, nothing ran
+    other.leave()
+    worker.join(300)
+    assert records[0]["answer"] and records[0]["provenance"]["settings"]["frames"] == 8 and len(line) == 0
+
+    other, stop = line.join("another visitor's answer"), threading.Event()
+    records, worker = start(stop)
+    stop.set()  # the visitor's Stop while the answer waits for the GPU
+    worker.join(300)
+    other.leave()
+    assert records == [{"video": sample_video.name, "question": "What happens?", "answer": "",
+                        "provenance": {"stopped": True}}]

@@ -21,6 +21,7 @@ from llava_video_app.engine import Engine
 from llava_video_app.prompts import question_type
 from llava_video_app.web.app import build_ui, launch
 from llava_video_app.web.ask_tab import VideoChat
+from llava_video_app.web.batch_tab import batch_tab
 from llava_video_app.web.synth_tab import synth_tab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -470,6 +471,14 @@ def grounding_url(tiny_model):
     engine.stream = telling_times
     chat = VideoChat(engine)
     demo = build_ui(chat)
+
+
+@pytest.fixture
+def batch_url(tiny_model):
+    config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=6,
+                       port=free_port())
+    chat = VideoChat(Engine(tiny_model, config))
+    demo = build_ui(chat, extra_tabs=[batch_tab])
     launch(demo, config, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{config.port}/"
@@ -625,3 +634,32 @@ def test_ask_again_with_fewer_frames_side_by_side_and_into_the_history(workbench
     page.locator("#history-panel button").first.click()
     page.wait_for_function("document.querySelector('#history')?.innerText.includes('2 frames')", timeout=30_000)
     assert page.inner_text("#history").count("pan.mp4") == 3
+
+
+def test_batch_two_uploaded_videos_fill_the_table_and_download_as_jsonl_and_csv(batch_url, page, tmp_path):
+    from llava_video_app.sample_videos import make_video
+
+    clips = [make_video(tmp_path / "left.mp4", seconds=3, fps=4, size=(64, 48)),
+             make_video(tmp_path / "right.mp4", seconds=4, fps=4, size=(48, 64))]
+    page.goto(batch_url)
+    page.get_by_role("tab", name="Batch").click()
+    page.set_input_files("#batch-videos input[type=file]", [str(c) for c in clips])
+    uploaded = "document.querySelector('#batch-videos').innerText"  # a name shows split, "left" then ".mp4"
+    page.wait_for_function(f"{uploaded}.includes('left') && {uploaded}.includes('right')", timeout=30_000)
+    page.fill("#batch-question textarea", "What happens?")
+    page.click("#batch-run")
+    page.wait_for_function("document.querySelector('#batch-progress textarea').value.startsWith('Done')",
+                           timeout=120_000)
+    assert page.input_value("#batch-progress textarea") == "Done: 2 answered."
+    table = page.inner_text("#batch-table")
+    assert "left.mp4" in table and "right.mp4" in table and table.count("What happens?") == 2
+
+    links = page.locator("#batch-files a")
+    links.nth(1).wait_for(timeout=30_000)
+    hrefs = {Path(href).suffix: href for href in (links.nth(i).get_attribute("href") for i in range(2))}
+    records = [json.loads(line) for line in page.request.get(hrefs[".jsonl"]).text().splitlines()]
+    assert [r["video"] for r in records] == ["left.mp4", "right.mp4"]
+    assert all(r["answer"] and r["provenance"]["settings"]["frames"] == 8 for r in records)
+    rows = page.request.get(hrefs[".csv"]).text().splitlines()
+    assert rows[0].startswith("video,question,answer") and len(rows) == 3
+

@@ -1,6 +1,6 @@
 """Benchmark runs on the Ray executor (eval/ray_run.py): one local Ray with 2 CPU workers,
 the scripted eval engine built inside the workers; the same records as the in-process runner,
-resumed without duplicates, and the CLI's --executor ray. Gated as tests/test_synth_ray.py is."""
+resumed without duplicates, and the CLI's --executor ray. The local Ray and its gate: tests/ray_fixtures.py."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-if os.environ.get("LLAVA_VIDEO_REQUIRE_RAY") == "1":  # CI (.ci/run) installs the extra: never skip there
-    import ray
-    import ray.data  # noqa: F401
-else:
-    ray = pytest.importorskip("ray", reason="the Ray executor needs ray[data]: pip install -e '.[ray]'")
-    pytest.importorskip("ray.data", reason="the Ray executor needs ray[data]: pip install -e '.[ray]'")
-
-from eval_fixtures import write  # noqa: E402
+from eval_fixtures import write
+from ray_fixtures import ray_cluster  # noqa: F401  (the module's local Ray)
 from scripted_eval import ScriptedEvalEngine, scripted_eval_engine  # noqa: E402
 
 from llava_video_app.config import AppConfig  # noqa: E402
@@ -26,24 +20,7 @@ from llava_video_app.jsonl import read_jsonl  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
 CONFIG = AppConfig(frames=4, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), str(REPO), saved) if p)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +62,7 @@ def test_cli_eval_on_a_running_cluster(ray_cluster, data, tmp_path):
 
     out = tmp_path / "out"
     args = [sys.executable, "-m", "llava_video_app.cli", "eval", "mvbench", "--data", str(data), "--out", str(out),
-            "--executor", "ray", "--address", ray_cluster, "--workers", "2", "--gpus-per-worker", "0",
+            "--executor", "ray", "--address", ray_cluster.address, "--workers", "2", "--gpus-per-worker", "0",
             "--frames", "4", "--device", "cpu", "--engine-factory", "scripted_eval:scripted_eval_engine", "--quiet"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from llava_video_app.config import GenerationSettings
+from llava_video_app.engine import GenerationStats
 from llava_video_app.gpu_queue import GpuQueue, TakingTurns
 from llava_video_app.web.ask_tab import VideoChat
 from llava_video_app.web.serving import ModelRunner, Waiting
@@ -224,4 +225,8 @@ def test_an_answer_cut_short_keeps_its_own_stats_taken_in_its_turn(tiny_engine, 
     other = list(runner.answer(str(sample_video), "Who else?", (), 8, None, None, GenerationSettings(max_new_tokens=2),
                                StopFlag(), "another visitor"))
     stats = chat.sessions.get(None).stats
-    assert stats is not None and stats.stopped and stats is not tiny_engine.last_stats and other[-1].new_tokens == 2
+    # This answer's own stats (cut short, or finished before the close reached it: the tiny model is fast), never
+    # the other visitor's, which are the engine's last now.
+    others = next(item for item in other if isinstance(item, GenerationStats))
+    assert stats is not None and stats is not tiny_engine.last_stats and others is tiny_engine.last_stats
+    assert 1 <= stats.new_tokens <= 12 and others.new_tokens == 2

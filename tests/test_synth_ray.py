@@ -20,14 +20,8 @@ from pathlib import Path
 
 import pytest
 
-if os.environ.get("LLAVA_VIDEO_REQUIRE_RAY") == "1":  # CI (.ci/run) installs the extra: never skip there
-    import ray
-    import ray.data  # noqa: F401
-else:
-    ray = pytest.importorskip("ray", reason="the Ray executor needs ray[data]: pip install -e '.[ray]'")
-    pytest.importorskip("ray.data", reason="the Ray executor needs ray[data]: pip install -e '.[ray]'")
-
-from scripted_engines import PAUSE_DIR_ENV, scripted_qa_engine  # noqa: E402
+from ray_fixtures import ray_cluster  # noqa: F401  (the module's local Ray)
+from scripted_engines import scripted_qa_engine  # noqa: E402
 
 from llava_video_app import output_folder as folder  # noqa: E402
 from llava_video_app.config import AppConfig  # noqa: E402
@@ -38,34 +32,12 @@ from llava_video_app.synth.result import video_id_for  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
 TYPES = ("Temporal", "Plot Understanding")
 TOKENS = 6  # per description: gibberish from the tiny model, but it must be the same gibberish
 
 
 def _options() -> SynthOptions:
     return SynthOptions.with_limits(description_tokens=TOKENS, types=TYPES)  # what the CLI builds from its flags
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    """One local Ray (2 CPUs) for the module; its workers import this worktree's package and
-    scripted_engines (PYTHONPATH, inherited from this process) and know the pause folder."""
-    pause_dir = tmp_path_factory.mktemp("ray-pause")
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", PAUSE_DIR_ENV)}
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), str(REPO), saved["PYTHONPATH"]) if p)
-    os.environ[PAUSE_DIR_ENV] = str(pause_dir)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
-        yield {"pause_dir": pause_dir, "address": ray.get_runtime_context().gcs_address}
-    finally:
-        ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +112,7 @@ def test_ray_writes_the_in_process_folder_and_a_rerun_adds_nothing(ray_cluster, 
 
 def test_a_worker_killed_mid_video_is_retried_with_nothing_lost_or_doubled(ray_cluster, videos, config, reference,
                                                                           tmp_path):
-    pause = ray_cluster["pause_dir"]
+    pause = ray_cluster.pause_dir
     (pause / "pause-on").write_text("b.mp4")
     out = tmp_path / "out"
     result = {}
@@ -172,7 +144,7 @@ def test_cli_joins_a_cluster_with_a_manifest_of_urls(ray_cluster, videos, config
         f"file://{videos / name}\n" for name in ("a.mp4", "b.mp4", "sub/c.mp4")))
     out = tmp_path / "out"
     args = [sys.executable, "-m", "llava_video_app.cli", "synth", str(manifest), "--out", str(out),
-            "--executor", "ray", "--address", ray_cluster["address"], "--workers", "2", "--gpus-per-worker", "0",
+            "--executor", "ray", "--address", ray_cluster.address, "--workers", "2", "--gpus-per-worker", "0",
             "--video-root", f"file://{videos}", "--types", ",".join(TYPES), "--max-new-tokens", str(TOKENS),
             "--model", config.model, "--quant", "fp32", "--device", "cpu",
             "--engine-factory", "scripted_engines:scripted_qa_engine", "--quiet"]
@@ -192,4 +164,4 @@ def test_a_model_that_cannot_load_stops_the_run_with_its_own_error(ray_cluster, 
 
     missing = AppConfig(model=str(tmp_path / "no-model-here"), quant="fp32", device="cpu")
     with pytest.raises(CheckpointError, match="no-model-here"):
-        run_ray(videos, tmp_path / "out", _options(), config=missing, address=ray_cluster["address"], progress=False)
+        run_ray(videos, tmp_path / "out", _options(), config=missing, address=ray_cluster.address, progress=False)

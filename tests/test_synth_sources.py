@@ -15,7 +15,7 @@ from llava_video_app.config import AppConfig
 from llava_video_app.synth.batch import run_batch
 from llava_video_app.synth.one_video import MAX_ATTEMPTS, process_video
 from llava_video_app.synth.plan import SynthOptions
-from llava_video_app.synth.ray_runner import WorkerPlan, import_ray, plan_workers, worker_config
+from llava_video_app.ray_pool import WorkerPlan, import_ray, plan_workers, worker_config
 from llava_video_app.synth.result import video_id_for
 from llava_video_app.synth.sources import VideoSource, list_videos, local_copy
 

@@ -1,7 +1,7 @@
 """Benchmark runs on Ray (`run_eval_ray`): the questions spread over actor workers that each hold one
 engine (one per GPU, or CPU workers with --gpus-per-worker 0), the same records in the same folder
 as `run.run_eval`, resumable the same way. The cluster, the workers' sizes and their config, and a
-loader error carried back as text are synth/ray_runner.py's (the synthesis runner's), reused.
+loader error carried back as text are ray_pool.py's (shared with synthesis and batch questions).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from ..config import AppConfig
 from ..jsonl import JsonlStore
+from ..ray_pool import (default_engine, error_row, import_ray, joined, on_workers, one_job_per_block, quiet_data,
+                        raised_error)
 from .benchmarks import Sample, benchmark
 from .run import SAMPLES_FILE, EvalSummary, format_eta, answer_sample, eta_seconds, finish, generation_for, \
     one_line, prepare
@@ -37,10 +39,8 @@ class SampleWorker:
         if self.engine is None:
             try:
                 self.engine = self.factory(self.config)
-            except Exception as err:  # returned as text: the driver raises it as its own type (synth's way)
-                from ..synth.ray_runner import _error_row
-
-                return {"id": sample.id, "status": "", "error": "", "engine_error": _error_row(err)}
+            except Exception as err:  # returned as text: the driver raises it as its own type
+                return {"id": sample.id, "status": "", "error": "", "engine_error": error_row(err)}
         try:
             record = answer_sample(self.engine, self.bench, sample, self.config, self.generation)
         except (ValueError, OSError) as err:
@@ -57,43 +57,27 @@ def run_eval_ray(name: str, data: str | os.PathLike, out: str | os.PathLike, con
                  echo: Callable[[str], None] | None = None) -> EvalSummary:
     """`run_eval` on Ray: the questions spread over actor workers (one engine per GPU, or CPU workers
     with --gpus-per-worker 0), the same records in the same folder; resumable the same way."""
-    import logging
-
     from tqdm import tqdm
 
-    from ..synth.ray_runner import (_connect, _describe_cluster, _raised_error, default_engine, import_ray,
-                                    plan_workers, worker_config)
-
-    ray = import_ray()
+    import_ray()  # a missing extra: its one line before the benchmark is read
     config = config or AppConfig()
     bench = benchmark(name)
     generation = generation_for(bench, max_new_tokens)
     plan = prepare(name, data, out, config, generation, limit, fsync)
-    say = echo or (lambda message: None)
     started = time.perf_counter()
     if plan.todo:
-        started_here = _connect(ray, address)
-        try:
-            workers_plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker)
-            engine_config = worker_config(config, workers_plan)
-            say(f"Ray: {_describe_cluster(ray.cluster_resources())}; {workers_plan.describe()}; "
-                f"{len(plan.todo)} questions")
-            context = ray.data.DataContext.get_current()
-            context.enable_progress_bars = False
-            logging.getLogger("ray.data").setLevel(logging.WARNING if progress else logging.ERROR)
-            rows = [s.to_row() for s in plan.todo]
-            outcomes = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map(
-                SampleWorker,
-                fn_constructor_kwargs={"name": name, "out": str(plan.out), "config": engine_config,
-                                       "max_new_tokens": max_new_tokens,
-                                       "engine_factory": engine_factory or default_engine, "fsync": fsync},
-                compute=ray.data.ActorPoolStrategy(size=workers_plan.workers, max_tasks_in_flight_per_actor=1),
-                num_cpus=workers_plan.cpus_per_worker, num_gpus=workers_plan.gpus_per_worker or None)
+        with joined(config, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                    jobs=f"{len(plan.todo)} questions", echo=echo) as pool:
+            quiet_data(pool.ray, progress)
+            outcomes = on_workers(pool, one_job_per_block(pool.ray, [q.to_row() for q in plan.todo]), SampleWorker,
+                                  {"name": name, "out": str(plan.out), "config": pool.engine_config,
+                                   "max_new_tokens": max_new_tokens, "engine_factory": engine_factory or default_engine,
+                                   "fsync": fsync})
             bar = tqdm(total=len(plan.todo), desc=bench.name, unit="q", disable=not progress)
             try:
                 for row in outcomes.iter_rows():
                     if row["engine_error"]:
-                        raise _raised_error(row["engine_error"])
+                        raise raised_error(row["engine_error"])
                     if row["status"] == "done":
                         plan.summary.answered += 1
                     else:
@@ -103,8 +87,5 @@ def run_eval_ray(name: str, data: str | os.PathLike, out: str | os.PathLike, con
                     bar.set_postfix(eta=format_eta(eta), refresh=False)
             finally:
                 bar.close()
-        finally:
-            if started_here:
-                ray.shutdown()
     plan.summary.seconds = time.perf_counter() - started
     return finish(plan)

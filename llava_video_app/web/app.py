@@ -22,8 +22,9 @@ import gradio as gr
 from ..config import AppConfig
 from ..engine import Engine
 from .ask_tab import VideoChat, ask_api, ask_tab
-from .frame_inspector import INSPECTOR_CSS
+from .batch_tab import batch_tab
 from .compare_panel import COMPARE_CSS, compare_api, comparer_of
+from .frame_inspector import INSPECTOR_CSS
 from .serving import EngineHolder, ModelRunner
 from .synth_tab import synth_tab
 
@@ -132,7 +133,7 @@ def run_app(config: AppConfig) -> None:
     with exit code 1 after the holder's one-line message: a page that can never answer is no use to
     whoever started it from a terminal. The Space (spaces/app.py) keeps serving its error page."""
     holder = EngineHolder(config).start()
-    demo = build_ui(VideoChat(holder), extra_tabs=[synth_tab])
+    demo = build_ui(VideoChat(holder), extra_tabs=[synth_tab, batch_tab])
     if not holder.loading and holder.error is not None:  # failed before the page was up: nothing to serve
         raise SystemExit(1)
     launch(demo, config, prevent_thread_lock=True)
