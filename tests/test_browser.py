@@ -447,7 +447,7 @@ def test_a_raw_h264_stream_is_accepted_by_the_page_and_its_assumed_rate_shown(wo
     page.wait_for_function("document.querySelector('#video-info').innerText.includes('frames')", timeout=30_000)
     header, note = page.inner_text("#video-info").strip().split("\n", 1)
     assert header == "2.00 s · 25 fps · 64×48 · 50 frames · frame rate assumed 25 fps: raw stream without timing"
-    assert note.strip().startswith("No preview: browsers cannot play camera.h264"), note  # the model reads it
+    assert note.strip().startswith("No preview: browsers cannot play camera.h264 (a raw H.264 stream"), note
     _ask_in_page(page, "What happens?", "frame rate assumed 25 fps")
 
 
@@ -471,6 +471,12 @@ def grounding_url(tiny_model):
     engine.stream = telling_times
     chat = VideoChat(engine)
     demo = build_ui(chat)
+    launch(demo, config, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{config.port}/"
+    finally:
+        chat.forget_session(None)
+        demo.close()
 
 
 @pytest.fixture

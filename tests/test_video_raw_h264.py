@@ -129,7 +129,9 @@ def test_the_ask_tab_and_each_answers_provenance_say_the_rate_was_assumed(tiny_e
     chat = VideoChat(tiny_engine)
     start, end, info, state, _, _ = chat.on_video(str(long_bare))
     assert (start, end) == (0, 2.4)
-    assert info == f"2.40 s · 25 fps · 64×48 · 60 frames · {ASSUMED}"
+    header, note = info.split("\n\n")
+    assert header == f"2.40 s · 25 fps · 64×48 · 60 frames · {ASSUMED}"
+    assert note.startswith("**No preview:** browsers cannot play bare.h264 (a raw H.264 stream with no container)")
     outputs = list(chat.ask(str(long_bare), "What happens?", 0, None, 8, 4, 0.0, 1.0, state))
     record = outputs[-1][1].records[-1]
     assert record["video_timing"] == ASSUMED

@@ -26,8 +26,9 @@ def preview_note(video: str) -> str:
     container, codec = probe.admitted.demuxer, probe.codec
     if codec in PLAYABLE.get(container, ()):
         return ""
-    kind = ALLOWED.get(container, container).upper()
-    return (f"**No preview:** browsers cannot play {Path(video).name} ({kind} with {codec} video), but the model "
+    what = ("a raw H.264 stream with no container" if container == "h264"
+            else f"{ALLOWED.get(container, container).upper()} with {codec} video")
+    return (f"**No preview:** browsers cannot play {Path(video).name} ({what}), but the model "
             "reads it all the same: ask away, and the frames it saw show below.")
 
 
