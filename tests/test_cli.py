@@ -152,11 +152,3 @@ def test_seed_makes_a_sampled_answer_repeatable_and_the_seed_used_is_printed(tin
 def test_a_bad_seed_is_one_line(sample_video):
     result = invoke("ask", sample_video, "What?", "--seed", "-3")
     assert result.returncode == 1 and result.stderr.startswith("error: seed must be a whole number from 0")
-
-
-def test_inspect_shows_the_prompt_as_sent_with_the_time_instruction_off(sample_video, monkeypatch):
-    flags = ("inspect", sample_video, "--json", "--model", "lmms-lab/LLaVA-Video-7B-Qwen2", "--frames", "4")
-    assert "The video lasts for" in json.loads(invoke(*flags).stdout)["prompt"]
-    monkeypatch.setenv("LLAVA_VIDEO_TIME_INSTRUCTION", "0")  # as the engine then builds it (engine._answer)
-    prompt = json.loads(invoke(*flags).stdout)["prompt"]
-    assert "The video lasts for" not in prompt and "<image>\nPlease describe this video in detail." in prompt

@@ -194,3 +194,11 @@ def test_what_the_model_sees_is_a_follow_ups_prompt_too(tiny_model, sample_video
 
     summary, prompt = chat.model_view(video, "And then?", 16, start, end, state, 0.0, 1.0, None)
     assert "starts a new conversation" in summary and "What moves?" not in prompt, "other frames: a new one"
+
+
+def test_the_clis_inspect_shows_the_prompt_as_sent_with_the_time_instruction_off(sample_video, monkeypatch):
+    flags = (sample_video, "--model", "lmms-lab/LLaVA-Video-7B-Qwen2", "--frames", "4")
+    assert "The video lasts for" in _inspect_json(*flags)["prompt"]
+    monkeypatch.setenv("LLAVA_VIDEO_TIME_INSTRUCTION", "0")  # as the engine then builds it (engine._answer)
+    prompt = _inspect_json(*flags)["prompt"]
+    assert "The video lasts for" not in prompt and "<image>\nPlease describe this video in detail." in prompt
