@@ -292,7 +292,7 @@ def inspect(
         resolved = config.resolved()
         plan = inspect_request(video, text, model=resolved.model, frames=request.frames, start=request.start,
                                end=request.end, pool_mode=config.pool_mode, quant=resolved.quant,
-                               device=resolved.device)
+                               device=resolved.device, time_instruction=config.time_instruction)
     except user_errors() as err:
         fail(str(err))
     if as_json:

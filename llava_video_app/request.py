@@ -228,10 +228,12 @@ def _text_tokens(ids: Sequence[int]) -> int:
 
 def inspect_request(video: str | os.PathLike, question: str, *, model: str, frames: int = 64,
                     start: float | None = None, end: float | None = None, pool_mode: str | None = None,
-                    quant: str = "4bit", device: str = "cuda") -> dict[str, Any]:
+                    quant: str = "4bit", device: str = "cuda", history: Sequence[Turn] = (),
+                    time_instruction: bool = True) -> dict[str, Any]:
     """What the model would see for this request: frame indices and timestamps, the full prompt
-    text, the number of visual tokens, and the language model's effective settings (None when only
-    the multimodal keys are known offline)."""
+    text (after `history`'s turns; with the time instruction unless the config turns it off), the
+    number of visual tokens, and the language model's effective settings (None when only the
+    multimodal keys are known offline)."""
     import torch
 
     from .checkpoint import context_length, read_config, vision_config_of
@@ -247,7 +249,8 @@ def inspect_request(video: str | os.PathLike, question: str, *, model: str, fram
     return {
         "video": str(video), "model": model, "frame_indices": clip.frame_indices, "timestamps": clip.timestamps,
         "duration": clip.duration, "fps": clip.fps, "timing": clip.timing,
-        "prompt": build_prompt(question, duration=clip.duration, timestamps=clip.timestamps),
+        "prompt": build_prompt(question, history, duration=clip.duration, timestamps=clip.timestamps,
+                               with_time_instruction=time_instruction),
         "visual_tokens": layout.visual_tokens(clip.num_frames), "tokens_per_frame": layout.tokens_per_frame,
         "newline_position": layout.newline_position, "pool_mode": layout.pool_mode, "language_model": lm_settings,
     }

@@ -591,6 +591,15 @@ def test_what_the_model_sees_shows_the_prompt_with_its_time_instruction(groundin
     page.wait_for_function(f"{prompt}.includes('10 frames are uniformly sampled')", timeout=30_000)
     assert " 10 frames × " in page.inner_text("#model-view")
 
+    # after an answer: the next question's prompt, the conversation so far in it
+    _ask_in_page(page, "Where does the camera go?", "10 frames")
+    page.fill("#question textarea", "And after that?")
+    page.wait_for_function(f"{prompt}.includes('And after that?')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#model-view').innerText.includes('after its 1 turn(s)')",
+                           timeout=30_000)
+    text = page.input_value("#model-prompt textarea")
+    assert text.index("Where does the camera go?") < text.index("The turn is at 3.2 s") < text.index("And after that?")
+
 
 def test_a_video_the_browser_cannot_play_is_said_plainly_and_the_model_still_reads_it(grounding_url, page, tmp_path):
     from llava_video_app.sample_videos import make_video

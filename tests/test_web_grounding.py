@@ -167,3 +167,38 @@ def test_the_info_line_carries_the_note(tiny_engine, tmp_path):
     avi = make_video(tmp_path / "clip.avi", seconds=1, fps=10, size=(64, 48), codec="mpeg4")
     _, end, info, state, _, _ = VideoChat(tiny_engine).on_video(str(avi))
     assert info.startswith("1.00 s") and "No preview" in info and state.video == str(avi) and end == 1.0
+
+
+@pytest.mark.parametrize("time_instruction", [True, False])
+def test_what_the_model_sees_is_a_follow_ups_prompt_too(tiny_model, sample_video, time_instruction):
+    """After an answer, the panel shows the prompt the next question gets in this conversation (its
+    turns included) under the same settings, and a new conversation's once a setting changes; with the
+    app's time instruction off, the prompt has none, as the engine sends it."""
+    import hashlib
+
+    from llava_video_app.engine import Engine
+    from llava_video_app.web.ask_tab import VideoChat
+
+    config = AppConfig(model=str(tiny_model.model_id), quant="fp32", device="cpu", frames=8, max_new_tokens=16,
+                       time_instruction=time_instruction)
+    chat = VideoChat(Engine(tiny_model, config))
+    video = str(sample_video)
+    start, end, _, state, _, _ = chat.on_video(video)
+    *_, (_, state, *_rest) = chat.ask(video, "What moves?", start, end, 8, 4, 0.0, 1.0, state)
+    summary, prompt = chat.model_view(video, "And then?", 8, start, end, state, 0.0, 1.0, None)
+    assert "after its 1 turn(s)" in summary and "What moves?" in prompt
+    assert ("The video lasts for" in prompt) is time_instruction
+    *_, (_, state, *_rest) = chat.ask(video, "And then?", start, end, 8, 4, 0.0, 1.0, state)
+    assert len(state.turns) == 2, "the follow-up continued the conversation"
+    assert state.records[1]["prompt_sha256"] == hashlib.sha256(prompt.encode()).hexdigest()
+
+    summary, prompt = chat.model_view(video, "And then?", 16, start, end, state, 0.0, 1.0, None)
+    assert "starts a new conversation" in summary and "What moves?" not in prompt, "other frames: a new one"
+
+
+def test_the_clis_inspect_shows_the_prompt_as_sent_with_the_time_instruction_off(sample_video, monkeypatch):
+    flags = (sample_video, "--model", "lmms-lab/LLaVA-Video-7B-Qwen2", "--frames", "4")
+    assert "The video lasts for" in _inspect_json(*flags)["prompt"]
+    monkeypatch.setenv("LLAVA_VIDEO_TIME_INSTRUCTION", "0")  # as the engine then builds it (engine._answer)
+    prompt = _inspect_json(*flags)["prompt"]
+    assert "The video lasts for" not in prompt and "<image>\nPlease describe this video in detail." in prompt

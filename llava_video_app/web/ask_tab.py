@@ -278,9 +278,10 @@ class VideoChat:
         return trim_bar(*state.trim(start, end), state.duration) if state.video else ""
 
     def model_view(self, video: str | None, question: str | None, frames: float, start: float | None,
-                   end: float | None, state: ChatState | None) -> tuple[str, str]:
+                   end: float | None, state: ChatState | None, temperature: float | None = None,
+                   top_p: float | None = None, seed: float | None = None) -> tuple[str, str]:
         """"What the model sees" (model_view.py) for the video and settings on screen."""
-        return what_the_model_sees(self.config, video, question, frames, start, end, state)
+        return what_the_model_sees(self.config, video, question, frames, start, end, state, temperature, top_p, seed)
 
     def export(self, state: ChatState | None, scope: str, fmt: str, request: gr.Request | None = None) -> str | None:
         """Download buttons: this conversation (scope "conversation") or the whole history, as "json"
@@ -522,12 +523,14 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     gr.on(None, None, None, None, js=PREVIEW_JS)  # an upload the browser cannot play: said plainly
     # queued, in order: unqueued, a Start change's older bar could land after the End change's newer one
     marked = dict(fn=chat.trim_range, inputs=[start, end, state], outputs=trimmed, **private)
-    seen_args = dict(fn=chat.model_view, inputs=[video, question, frames, start, end, state], outputs=[seen, prompt],
-                     trigger_mode="always_last", **private)
+    seen_args = dict(fn=chat.model_view, inputs=[video, question, frames, start, end, state, temperature, top_p, seed],
+                     outputs=[seen, prompt], trigger_mode="always_last", **private)
     video.change(chat.on_video, [video, state], [start, end, info, state, chatbot, gallery],
                  **private).then(**shown).then(**idle).then(**marked).then(**seen_args)
     gr.on([start.change, end.change], **marked)
-    gr.on([seen_panel.expand, frames.release, start.change, end.change, question.change], **seen_args)
+    gr.on([seen_panel.expand, frames.release, start.change, end.change, question.change, temperature.release,
+           top_p.release, seed.change, provenance.change, history.change],
+          **seen_args)  # an answer, undo, Clear (provenance, history): the next question's prompt has the turns
     inspected = [frame_image, frame_text, frame_index, seek_to, prev_btn, next_btn]
     seek = dict(fn=None, inputs=seek_to, outputs=None, js=SEEK_TO_JS)
     # one at a time, in order: two quick clicks on Previous step back twice

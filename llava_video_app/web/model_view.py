@@ -26,20 +26,29 @@ NEWLINES = {
 
 
 def what_the_model_sees(config: AppConfig, video: str | None, question: str | None, frames: float | None,
-                        start: float | None, end: float | None, state: ChatState | None) -> tuple[str, str]:
-    """(summary Markdown, the prompt text) for the video and settings on screen; with no video or a
-    setting the model would refuse, the summary says why and the prompt is empty."""
+                        start: float | None, end: float | None, state: ChatState | None,
+                        temperature: float | None = None, top_p: float | None = None,
+                        seed: float | None = None) -> tuple[str, str]:
+    """(summary Markdown, the prompt text) for the video and settings on screen: the next question's
+    prompt, after the conversation's turns when Ask would continue it (same clip and sampling, as
+    ChatState.for_clip decides), else a new conversation's. With no video or a setting the model
+    would refuse, the summary says why and the prompt is empty."""
     if not video:
         return NO_VIDEO, ""
     state = state or ChatState()
     start, end = state.trim(start, end)  # as Ask sends them
     question = (question or "").strip() or CAPTION_QUESTION
     try:
-        checked = check_request(config, frames=frames, start=start, end=end)
+        checked = check_request(config, frames=frames, start=start, end=end, temperature=temperature, top_p=top_p,
+                                seed=seed)
+        sampling = (checked.generation.temperature, checked.generation.top_p, checked.generation.seed)
+        follow_up = bool(state.turns) and state.for_clip(video, checked.frames, checked.start, checked.end,
+                                                         sampling) is state
         resolved = config.resolved()
         plan = inspect_request(video, question, model=resolved.model, frames=checked.frames, start=checked.start,
                                end=checked.end, pool_mode=config.pool_mode, quant=resolved.quant,
-                               device=resolved.device)
+                               device=resolved.device, history=state.turns if follow_up else (),
+                               time_instruction=config.time_instruction)
     except (VideoError, ValueError, FileNotFoundError, OSError) as err:
         message = str(err).replace(str(video), Path(video).name)
         return f"**Nothing to show:** {message}", ""
@@ -49,7 +58,9 @@ def what_the_model_sees(config: AppConfig, video: str | None, question: str | No
     summary = (f"**Visual tokens:** {plan['visual_tokens']} = {n} frames × {plan['tokens_per_frame']} tokens "
                f"· **pool mode:** {plan['pool_mode']} · **layout:** {layout}\n\n"
                f"**Frames at:** {times} (of {plan['duration']:.2f} s at {plan['fps']:.3g} fps)\n\n"
-               "The prompt below is a new conversation's; a follow-up adds the turns so far. The "
-               "`<image>` placeholder stands for the visual tokens, and the time instruction after it is "
-               "what tells the model the frames' times.")
+               + (f"The prompt below is the next question's in this conversation (after its {len(state.turns)} "
+                  "turn(s)). " if follow_up else "The prompt below starts a new conversation. ")
+               + "The `<image>` placeholder stands for the visual tokens"
+               + (", and the time instruction after it is what tells the model the frames' times."
+                  if config.time_instruction else "; this app sends no time instruction (time_instruction off)."))
     return summary, plan["prompt"]
