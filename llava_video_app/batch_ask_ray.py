@@ -6,7 +6,8 @@ processes), so the file is the one `ask_many` writes, with the same ids, and res
 
 The ids name the model and quantisation; the driver takes them from the workers' config as each
 worker resolves it (ray_pool.worker_config sets the device), so a rerun, on Ray or not, skips what is
-in the file before any model is loaded. The file must be on a filesystem every node sees.
+in the file; a Ray run with nothing left to ask starts no worker. The file must be on a filesystem
+every node sees.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def ask_many_ray(spec: str, question: str, request: RequestSettings, out: str | 
         summary = BatchSummary(skipped=plan.skipped)
         if not plan.jobs:
             return summary
-        quiet_data(pool.ray, progress is not None)
+        quiet_data(pool.ray, progress=True)  # our lines per video; Ray Data's warnings still show
         rows = [{**job.source.to_row(), "n": job.n, "id": job.id, "total": plan.total} for job in plan.jobs]
         outcomes = on_workers(pool, one_job_per_block(pool.ray, rows), AskWorker,
                               {"out": str(out), "question": question, "request": request,

@@ -17,12 +17,12 @@ import pytest
 
 from ray_fixtures import ray_cluster  # noqa: F401  (the module's local Ray)
 
-from llava_video_app.batch_ask import ask_many  # noqa: E402
-from llava_video_app.batch_ask_ray import ask_many_ray  # noqa: E402
-from llava_video_app.config import AppConfig  # noqa: E402
-from llava_video_app.jsonl import read_jsonl  # noqa: E402
-from llava_video_app.ray_pool import default_engine  # noqa: E402
-from llava_video_app.request import check_request  # noqa: E402
+from llava_video_app.batch_ask import ask_many
+from llava_video_app.batch_ask_ray import ask_many_ray
+from llava_video_app.config import AppConfig
+from llava_video_app.jsonl import read_jsonl
+from llava_video_app.ray_pool import default_engine
+from llava_video_app.request import check_request
 
 pytestmark = pytest.mark.slow
 

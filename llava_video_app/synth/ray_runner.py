@@ -105,7 +105,7 @@ def run_ray(path: str | os.PathLike, out_dir: str | os.PathLike, options: SynthO
     status, error)` is called as each video's outcome reaches the driver (in completion order)."""
     from tqdm import tqdm
 
-    ray = import_ray()
+    import_ray()  # a missing extra: its one line before any work
     options = options or SynthOptions()
     config = config or AppConfig.from_env()
     factory = engine_factory or default_engine
