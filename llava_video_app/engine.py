@@ -347,6 +347,7 @@ class Engine:
         (request.check_question); the clip, planned from the file's header when `video` is a path
         (frames and trim as load_clip takes them), against max_frames and max_decoded_mb; and the
         token budget, text + frames x tokens per frame + max_new_tokens, against the model's context.
+        `at_model_size` and `pool_mode` (None: the config's, the checkpoint's): a comparison's variant.
         Returns the prompt's token ids. RequestError (a ValueError) when it does not fit."""
         # Characters are bounded where a user's text comes in (the API, the CLI, the Ask tab); the
         # synthesis recipe's own prompts only have to fit the context.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import struct
 import threading
 from pathlib import Path
@@ -55,9 +56,19 @@ def free_memory(device: str) -> int:
         import torch
 
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
-    import psutil
+    return _available_memory()
 
-    return int(psutil.virtual_memory().available)
+
+def _available_memory() -> int:
+    """The system's available memory (Linux's MemAvailable: free plus reclaimable caches), else its free pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _gib(n: int) -> str:
