@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 
-
 from llava_video_app.config import GenerationSettings
 from llava_video_app.gpu_queue import GpuQueue, TakingTurns
 from llava_video_app.web.ask_tab import VideoChat
