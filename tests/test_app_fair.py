@@ -4,7 +4,6 @@ holds only its own request, and an Ask that arrives while a synthesis runs waits
 not for the synthesis. Asserted on the order of the logged events (which call started and ended when,
 which request was still pending), never on times. The GPU's line itself: tests/test_gpu_queue.py."""
 
-import json
 import os
 import re
 import sys

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from llava_video_app.config import GenerationSettings
 from llava_video_app.engine import GenerationStats
 from llava_video_app.gpu_queue import GpuQueue, TakingTurns
 from llava_video_app.web.ask_tab import VideoChat
-from llava_video_app.web.serving import ModelRunner, Waiting
+from llava_video_app.web.serving import ModelRunner
 from llava_video_app.web.zerogpu import StopFlag
 
 
