@@ -136,13 +136,11 @@ def test_upload_ask_stream_stop_and_see_the_frames(app_url, page, tmp_path):
     elsewhere = [u for u in requested if not u.startswith(("http://127.0.0.1:", "data:", "blob:"))]
     assert requested and elsewhere == [], "the page loads nothing from other hosts"
 
-    _screenshot(page, tmp_path, "screenshot.png")
 
-
-def _screenshot(page, folder: Path, name: str) -> None:
+def _screenshot(page, folder: Path, name: str, full_page: bool = False) -> None:
     """The page as it is, into `folder`; with UPDATE_SCREENSHOT=1 also into assets/ (the README's pictures)."""
     shot = folder / name
-    page.screenshot(path=str(shot))
+    page.screenshot(path=str(shot), full_page=full_page)
     assert shot.stat().st_size < 1_000_000
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, ROOT / "assets" / name)
@@ -619,7 +617,7 @@ def test_a_video_the_browser_cannot_play_is_said_plainly_and_the_model_still_rea
     assert _visible_error_marks(page) == []
 
 
-def test_ask_again_with_fewer_frames_side_by_side_and_into_the_history(workbench_url, page):
+def test_ask_again_with_fewer_frames_side_by_side_and_into_the_history(workbench_url, page, tmp_path):
     page.goto(workbench_url)
     page.wait_for_selector("#ask")
     page.set_input_files("#video input[type=file]", str(ROOT / "assets" / "pan.mp4"))
@@ -649,6 +647,10 @@ def test_ask_again_with_fewer_frames_side_by_side_and_into_the_history(workbench
     page.locator("#history-panel button").first.click()
     page.wait_for_function("document.querySelector('#history')?.innerText.includes('2 frames')", timeout=30_000)
     assert page.inner_text("#history").count("pan.mp4") == 3
+    page.locator("#frames img").first.click()  # the frame inspector, for the README's picture of the workbench
+    page.wait_for_function("document.querySelector('#inspector-time')?.innerText.includes('Frame 1 of')",
+                           timeout=30_000)
+    _screenshot(page, tmp_path, "screenshot.png", full_page=True)
 
 
 def test_batch_two_uploaded_videos_fill_the_table_and_download_as_jsonl_and_csv(batch_url, page, tmp_path):
