@@ -97,3 +97,13 @@ def test_on_zerogpu_a_comparison_runs_in_one_gpu_slot_with_its_arguments_pickled
                                                       max_new_tokens=4))
     assert [a["variant"] for a in result["answers"]] == ["as asked", "frames=4"] and result["answers"][1]["answer"]
     assert slots == [("_compare", int(30 + 0.25 * 8 + 4 / 20 + 0.25 * 4 + 4 / 20))]  # the app has 8 frames
+
+
+def test_times_in_a_compared_answer_seek_the_player_and_the_answer_stays_escaped():
+    from llava_video_app.compare import VariantAnswer
+    from llava_video_app.web.compare_panel import comparison_html
+
+    answer = VariantAnswer("as asked")
+    answer.answer = "The <b>turn</b> is at 3.2 s, not at 0:45."
+    shown = comparison_html("When?", [answer], {}, duration=8.0)
+    assert "The &lt;b&gt;turn&lt;/b&gt; is at <a href=\"#t=3.2\">3.2 s</a>, not at 0:45." in shown  # 0:45 > 8 s

@@ -22,6 +22,7 @@ from ..provenance import summary_of
 from ..request import RequestSettings, check_question, check_request
 from ..second_model import SecondModel
 from .conversation import ChatState
+from .player import html_with_seek_links
 from .serving import MODEL_EVENT_WORKERS, MODEL_EVENTS, Sessions, refuse, stream_in_thread, user_errors
 from .zerogpu import StopFlag
 
@@ -125,7 +126,8 @@ class Comparer:
             session.stop.clear()
             session.idle.clear()
             answers = [comparing.VariantAnswer(label) for label in labels]
-            yield comparison_html(question, answers, {}), gr.skip(), "Comparing…", gr.update(interactive=True)
+            yield (comparison_html(question, answers, {}, state.duration), gr.skip(), "Comparing…",
+                   gr.update(interactive=True))
             result = None
             for item in self.stream(video, question, texts, frames=frames, start=start, end=end,
                                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
@@ -134,7 +136,7 @@ class Comparer:
                     result = item
                 else:
                     answers[item.index].answer = item.text
-                    yield comparison_html(question, answers, {}), gr.skip(), gr.skip(), gr.skip()
+                    yield comparison_html(question, answers, {}, state.duration), gr.skip(), gr.skip(), gr.skip()
         except gr.Error as err:
             gr.Warning(str(err.message))
             yield gr.skip(), gr.skip(), self.chat.status(), gr.update(interactive=False)
@@ -142,7 +144,7 @@ class Comparer:
         finally:
             session.idle.set()
         kept = with_comparison(state, result, video)
-        yield (comparison_html(question, result.answers, result.differences), kept,
+        yield (comparison_html(question, result.answers, result.differences, state.duration), kept,
                self.chat.status(self.chat.holder.engine.last_stats if self.chat.holder.ready else None),
                gr.update(interactive=False))
 
@@ -221,15 +223,16 @@ def with_comparison(state: ChatState, result: comparing.Comparison, video: str) 
 
 
 def comparison_html(question: str, answers: Sequence[comparing.VariantAnswer],
-                    differences: dict[str, list[Any]]) -> str:
+                    differences: dict[str, list[Any]], duration: float | None = None) -> str:
     """The answers side by side: per column the variant, the settings in which it differs from the
-    others (marked), the answer, what it reused, and its provenance line."""
+    others (marked), the answer (its times seek the player, up to the video's `duration`), what it
+    reused, and its provenance line."""
     cells = []
     for n, answer in enumerate(answers):
         differs = "".join(f"<li><mark>{html.escape(name)}: {html.escape(comparing.shown_value(values[n]))}</mark></li>"
                           for name, values in differences.items() if name not in ("frame times (s)", "prompt"))
         body = (f"<p class='compare-error'>{html.escape(answer.error)}</p>" if answer.error else
-                f"<div class='compare-answer'>{html.escape(answer.answer) or '…'}</div>")
+                f"<div class='compare-answer'>{html_with_seek_links(answer.answer, duration) or '…'}</div>")
         foot = ""
         if answer.provenance:
             foot = (f"<p class='compare-reused'>{html.escape(answer.reused_text())}</p>"

@@ -62,6 +62,18 @@ def with_seek_links(answer: str, duration: float | None = None) -> str:
     return "".join(out)
 
 
+def html_with_seek_links(answer: str, duration: float | None = None) -> str:
+    """The answer as escaped HTML with each time it mentions a seek link (<a href="#t=...">), for answers shown
+    outside the Chatbot (the Compare panel); the page's click handler seeks on any such link."""
+    out, at = [], 0
+    for mention in find_times(answer, duration):
+        out.append(html.escape(answer[at:mention.begin]))
+        out.append(f'<a href="{SEEK_HREF}{mention.seconds:g}">{html.escape(answer[mention.begin:mention.end])}</a>')
+        at = mention.end
+    out.append(html.escape(answer[at:]))
+    return "".join(out)
+
+
 def trim_bar(start: float | None, end: float | None, duration: float | None) -> str:
     """HTML: the whole video as a bar, the part the model reads (Start/End) marked on it, and in words."""
     if not duration or duration <= 0:
