@@ -7,13 +7,13 @@
 # The image (shared/reference and the device tool's KINDS.md): Python 3.12, torch 2.11.0+cu130,
 # transformers 5.17.0, accelerate 1.15.0, tokenizers 0.23.2, huggingface_hub 1.33, safetensors 0.8.0;
 # no bitsandbytes, torchao, PyAV, json-repair. What travels, and why (sizes as fetched on 2026-12-02):
-#   transformers  our pin (requirements.txt): the version the suite's figures are for      13.5 MB
+#   transformers  newest in our range (requirements.txt): what the figures are for    13.5 MB
 #   av            PyAV 18.1.0, an abi3 wheel that runs on 3.12 (19 dropped metadata_errors,
 #                 which the app passes on PyAV before 19)                                   35.8 MB
-#   torchao       our pin: --quant int4                                                      3.4 MB
-#   bitsandbytes  our pin: --quant 4bit; unpacked to .whl/bnb with only the CPU library and
+#   torchao       our range: --quant int4                                                    3.4 MB
+#   bitsandbytes  our range: --quant 4bit; unpacked to .whl/bnb with only the CPU library and
 #                 libbitsandbytes_<CUDA_TAG>.so (3.9 MB) of the 16 in its 43 MB wheel         4.1 MB
-#   accelerate    our pin (the image has the same today; carried so a newer image changes nothing)
+#   accelerate    our range (the image has the same today; carried so a newer image changes nothing)
 #   json-repair   synthesis (the synth part)
 # transformers' own needs (huggingface-hub>=1.31, tokenizers>=0.23.1,<0.24, safetensors>=0.8, regex,
 # typer) are the image's. The whole must fit 64 MiB with the working tree: checked at the end.
@@ -25,12 +25,12 @@ AV_VERSION=18.1.0
 OUT=.whl
 LIMIT=$((64 * 1024 * 1024))
 rm -rf "$OUT" && mkdir -p "$OUT/bnb" "$OUT/dl"
-pin() {  # NAME==VERSION from requirements.txt: its exact pin, or the top of its range (<=), or stop
-  local line version
-  line=$(grep -iE "^$1[=<>!~ ]" requirements.txt | head -1 | sed 's/[[:space:]]*#.*//')
-  version=$(sed -nE 's/.*==[[:space:]]*([^,;[:space:]]+).*/\1/p; t; s/.*<=[[:space:]]*([^,;[:space:]]+).*/\1/p' <<<"$line")
-  [ -n "$version" ] || { echo "gpu_wheels: requirements.txt gives no exact or highest $1 version ($line)" >&2; exit 1; }
-  echo "$1==$version"
+pin() {  # NAME's requirement as requirements.txt states it (an exact pin or a range), or stop: pip download then
+  # takes the newest version the range allows, as CI's newest venv does
+  local line
+  line=$(grep -iE "^$1[=<>!~ ]" requirements.txt | head -1 | sed 's/[[:space:]]*#.*//; s/[[:space:]]*$//')
+  [ -n "$line" ] || { echo "gpu_wheels: requirements.txt names no $1" >&2; return 1; }
+  echo "$line"
 }
 
 fetch() {  # one wheel, no dependencies, for the GPU machine's Python and platform
@@ -40,7 +40,8 @@ fetch() {  # one wheel, no dependencies, for the GPU machine's Python and platfo
     -d "$OUT/dl" "$@"
 }
 
-fetch "$(pin bitsandbytes)"
+spec=$(pin bitsandbytes)  # an assignment: a failed pin stops the script (set -e)
+fetch "$spec"
 python3 - "$OUT" "$CUDA_TAG" <<'PY'
 import sys, zipfile, pathlib
 out, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
@@ -56,10 +57,13 @@ if f"libbitsandbytes_{tag}.so" not in kept:
     sys.exit(f"this bitsandbytes wheel has no libbitsandbytes_{tag}.so (kept: {kept})")
 PY
 rm -f "$OUT"/dl/bitsandbytes-*.whl
-fetch "$(pin transformers)"
+spec=$(pin transformers)
+fetch "$spec"
 fetch "av==$AV_VERSION"
-fetch "$(pin torchao)"
-fetch "$(pin accelerate)"
+spec=$(pin torchao)
+fetch "$spec"
+spec=$(pin accelerate)
+fetch "$spec"
 fetch "$(grep -E '^json-repair' requirements.txt | head -1 | sed 's/[[:space:]]*#.*//')"  # any: a pure-Python helper
 mv "$OUT"/dl/*.whl "$OUT"/ && rmdir "$OUT/dl"
 
