@@ -534,8 +534,10 @@ def ask_tab(chat: VideoChat, status: gr.Markdown) -> gr.Video:
     inspected = [frame_image, frame_text, frame_index, seek_to, prev_btn, next_btn]
     seek = dict(fn=None, inputs=seek_to, outputs=None, js=SEEK_TO_JS)
     # one at a time, in order: two quick clicks on Previous step back twice
+    # "multiple": a click while the last step is still pending is queued, not dropped (Gradio's default, "once",
+    # dropped the second of two quick clicks on a busy server); one at a time keeps them in order.
     stepping = dict(outputs=inspected, concurrency_limit=1, concurrency_id="frame-inspector", show_progress="hidden",
-                    **private)
+                    trigger_mode="multiple", **private)
     gallery.select(frame_inspector.pick, gallery, **stepping).then(**seek)
     prev_btn.click(frame_inspector.previous, [gallery, frame_index], **stepping).then(**seek)
     next_btn.click(frame_inspector.following, [gallery, frame_index], **stepping).then(**seek)
