@@ -97,6 +97,8 @@ def test_on_a_shared_gpu_each_answer_waits_for_its_turn_and_a_stop_while_waiting
     """The Batch tab's answers take turns in the GPU's line (gpu_queue) with the other tabs' model calls."""
     import threading
 
+    from gpu_line import start_waiting
+
     from llava_video_app.batch_ask import answer_video
     from llava_video_app.gpu_queue import GpuQueue
     from llava_video_app.synth.sources import VideoSource
@@ -106,15 +108,9 @@ def test_on_a_shared_gpu_each_answer_waits_for_its_turn_and_a_stop_while_waiting
 
     def start(stop):
         records = []
-        worker = threading.Thread(target=lambda: records.append(answer_video(
+        return records, start_waiting(line, lambda: records.append(answer_video(
             tiny_engine, VideoSource(str(sample_video), sample_video.name), "What happens?", request, stop,
             turn=lambda s: line.turn("a batch answer", s))))
-        worker.start()
-        joined = threading.Event()
-        while worker.is_alive() and not joined.wait(0.05):  # until its model call has joined the line
-            if len(line) == 2:
-                joined.set()
-        return records, worker
 
     other = line.join("another visitor's answer")  # has the GPU
     records, worker = start(threading.Event())

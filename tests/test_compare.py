@@ -172,25 +172,18 @@ def test_each_variant_waits_for_its_turn_on_a_shared_gpu_and_a_stop_while_waitin
     synthesis calls: none runs while another call has the GPU; a Stop while it waits runs nothing."""
     import threading
 
+    from gpu_line import start_waiting
+
     from llava_video_app.compare import compare
     from llava_video_app.gpu_queue import GpuQueue
 
     line = GpuQueue()
 
     def start(stop=None):
-        items, worker = [], None
-
-        def comparing():
-            items.extend(compare(tiny_engine, sample_video, QUESTION, parse_variants(["as asked", "frames=4"]),
-                                 _base(tiny_engine), stop=stop, turn=lambda s: line.turn("a comparison", s)))
-
-        worker = threading.Thread(target=comparing)
-        worker.start()
-        joined = threading.Event()
-        while worker.is_alive() and not joined.wait(0.05):  # until its first call has joined the line
-            if len(line) == 2:
-                joined.set()
-        return items, worker
+        items = []
+        return items, start_waiting(line, lambda: items.extend(compare(
+            tiny_engine, sample_video, QUESTION, parse_variants(["as asked", "frames=4"]), _base(tiny_engine),
+            stop=stop, turn=lambda s: line.turn("a comparison", s))))
 
     other = line.join("another visitor's answer")  # has the GPU
     items, worker = start()
